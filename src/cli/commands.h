@@ -1,0 +1,37 @@
+/* The ferry command table: each subcommand is one cmd-*.c file with one
+ * entry point that parses its own options (GOptionContext) and returns
+ * the process exit status. */
+#ifndef FERRY_CLI_COMMANDS_H
+#define FERRY_CLI_COMMANDS_H
+
+#include <glib.h>
+
+/* Exit statuses shared by every command. */
+enum {
+  FERRY_EXIT_OK = 0,
+  FERRY_EXIT_FAILURE = 1, /* the operation failed; the message says why */
+  FERRY_EXIT_USAGE = 2,   /* bad command line */
+};
+
+typedef int (*FerryCommandFunc)(int argc, char **argv);
+
+typedef struct {
+  const char *name;
+  const char *summary;
+  FerryCommandFunc run;
+} FerryCommand;
+
+int cmd_version(int argc, char **argv);
+/* manifest and safe paths */
+/* chunk hashing and checkpoints */
+/* join codes and PAKE */
+
+/* Parses argv with ctx (adding --verbose), prints errors in the house
+ * style and sets up logging. Returns FALSE (after printing why) on a bad
+ * command line; the caller then exits with FERRY_EXIT_USAGE. */
+gboolean cli_parse(GOptionContext *ctx, int *argc, char ***argv);
+
+/* Prints "ferry: error: <message>" to stderr. */
+void cli_error(const char *fmt, ...) G_GNUC_PRINTF(1, 2);
+
+#endif
