@@ -25,6 +25,7 @@ int cmd_version(int argc, char **argv);
 /* manifest and safe paths */
 /* chunk hashing and checkpoints */
 /* join codes and PAKE */
+/* server */
 
 /* Parses argv with ctx (adding --verbose), prints errors in the house
  * style and sets up logging. Returns FALSE (after printing why) on a bad

@@ -12,6 +12,7 @@ static const FerryCommand commands[] = {
     /* manifest and safe paths */
     /* chunk hashing and checkpoints */
     /* join codes and PAKE */
+    /* server */
 };
 
 static gboolean opt_verbose;
