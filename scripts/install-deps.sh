@@ -5,7 +5,8 @@ set -eu
 pkgs=(
   meson ninja-build pkg-config gcc clang libclang-rt-14-dev
   libglib2.0-dev libgnutls28-dev libsodium-dev
-  python3 coreutils
+  libsoup-3.0-dev libjson-glib-dev python3-websockets
+  python3 coreutils coturn libhiredis-dev redis-server
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -23,9 +23,13 @@ typedef struct {
 
 int cmd_version(int argc, char **argv);
 /* manifest and safe paths */
+int cmd_scan(int argc, char **argv);
 /* chunk hashing and checkpoints */
+int cmd_hash(int argc, char **argv);
 /* join codes and PAKE */
+int cmd_code(int argc, char **argv);
 /* server */
+int cmd_serve(int argc, char **argv);
 
 /* Parses argv with ctx (adding --verbose), prints errors in the house
  * style and sets up logging. Returns FALSE (after printing why) on a bad

@@ -10,9 +10,13 @@
 static const FerryCommand commands[] = {
     {"version", "print ferry's version", cmd_version},
     /* manifest and safe paths */
+    {"scan", "list what would be sent: files, directories, symlinks", cmd_scan},
     /* chunk hashing and checkpoints */
+    {"hash", "print the chunk and root hashes of files", cmd_hash},
     /* join codes and PAKE */
+    {"code", "make or check a join code", cmd_code},
     /* server */
+    {"serve", "run the rendezvous server (signaling, STUN, TURN credentials)", cmd_serve},
 };
 
 static gboolean opt_verbose;

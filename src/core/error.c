@@ -3,7 +3,7 @@
 
 #include <ferry/ferry.h>
 
-G_DEFINE_QUARK(ferry-error-quark, ferry_error)
+G_DEFINE_QUARK(ferry - error - quark, ferry_error)
 
 const char *
 ferry_version(void)

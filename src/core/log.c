@@ -36,8 +36,7 @@ debug_enabled_for(const char *domain)
 }
 
 static GLogWriterOutput
-ferry_log_writer(GLogLevelFlags level, const GLogField *fields, gsize n_fields,
-                 gpointer user_data)
+ferry_log_writer(GLogLevelFlags level, const GLogField *fields, gsize n_fields, gpointer user_data)
 {
   const char *message = NULL, *domain = NULL;
 

@@ -1,0 +1,57 @@
+/* `ferry serve`: the rendezvous server.
+ *
+ * One libsoup server on one port: the WebSocket signaling endpoint /v1,
+ * /health and /metrics; beside it the STUN responder. It matches a sender
+ * with its receivers by nameplate and relays their messages; it never sees
+ * file bytes or the words of a code. */
+#ifndef FERRY_SERVER_SERVER_H
+#define FERRY_SERVER_SERVER_H
+
+#include <glib.h>
+
+typedef struct {
+  char *listen;   /* "HOST:PORT", "[::]:PORT" or ":PORT" */
+  char *tls_cert; /* PEM files: both set → wss/https */
+  char *tls_key;
+  int stun_port;         /* UDP port of the STUN responder; -1: off */
+  char **turn_servers;   /* turn:/turns: URLs handed to peers */
+  char *turn_secret;     /* coturn static-auth-secret */
+  int turn_cred_ttl;     /* seconds */
+  int session_ttl;       /* seconds a session may live */
+  int code_ttl;          /* seconds a nameplate waits for receivers */
+  guint max_receivers;   /* per sender */
+  guint max_sessions;    /* live sessions (this instance's senders) */
+  guint max_connections; /* WebSocket connections */
+  guint max_message_bytes;
+  double ip_connect_rate; /* connections per IP per minute; 0: no limit */
+  double ip_session_rate; /* sessions created per IP per minute */
+  double message_rate;    /* messages per connection per second */
+  int idle_timeout;       /* seconds without a message before a close */
+  gboolean trust_proxy;   /* take the client address from X-Forwarded-For */
+  char *store;            /* NULL/"memory" or "redis://HOST:PORT" */
+  int drain_timeout;      /* seconds SIGTERM waits for clients to leave */
+  int reconnect_grace;    /* seconds a disconnected member may "resume"; 0: off */
+} FerryServerConfig;
+
+/* Fills cfg with the documented defaults (strings NULL = default). */
+void ferry_server_config_init(FerryServerConfig *cfg);
+
+typedef struct _FerryServer FerryServer;
+
+/* Creates the server and starts listening on the thread-default main
+ * context. NULL with error set when an address is in use, a certificate
+ * does not load or the store cannot be reached. cfg is copied. */
+FerryServer *ferry_server_new(const FerryServerConfig *cfg, GError **error);
+
+/* The TCP port actually listened on (useful with port 0). */
+guint ferry_server_get_port(FerryServer *server);
+/* The STUN responder's UDP port, 0 if off. */
+guint ferry_server_get_stun_port(FerryServer *server);
+
+/* Stops accepting, tells every client the server is going away, and calls
+ * done once every connection is closed or drain_timeout has passed. */
+void ferry_server_drain(FerryServer *server, GSourceFunc done, gpointer user_data);
+
+void ferry_server_free(FerryServer *server);
+
+#endif
