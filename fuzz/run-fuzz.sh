@@ -7,5 +7,5 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mkdir "$work/corpus"
 cd "$work"
-exec "$fuzzer" -runs="$runs" -max_len=8192 -timeout=10 -rss_limit_mb=2048 \
+exec "$fuzzer" -error_exitcode=1 -runs="$runs" -max_len=8192 -timeout=10 -rss_limit_mb=2048 \
   -print_final_stats=1 "$work/corpus" "$seeds"

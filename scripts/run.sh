@@ -31,6 +31,17 @@ echo
 echo "== a join code's secret words (the server assigns the number in front): ferry code"
 $ferry code
 echo
-echo "ferry send / ferry receive are not built yet: the rendezvous server, the"
-echo "secure connection and the transfer itself arrive with issues 3-6. What ran"
-echo "above is everything that exists today."
+echo "== the rendezvous server: ferry serve on 127.0.0.1 (a free port), asked for /health"
+$ferry serve --listen 127.0.0.1:0 --stun-port 0 >"$demo/serve.out" 2>"$demo/serve.err" &
+serve_pid=$!
+trap 'kill $serve_pid 2>/dev/null; rm -rf "$demo"' EXIT
+for _ in $(seq 50); do grep -q "(port " "$demo/serve.out" 2>/dev/null && break; sleep 0.1; done
+cat "$demo/serve.out"
+port=$(sed -n 's/.*(port \([0-9]*\)).*/\1/p' "$demo/serve.out")
+/usr/bin/python3 -c "import urllib.request,sys; print(urllib.request.urlopen(sys.argv[1]).read().decode().strip())" \
+  "http://127.0.0.1:$port/health"
+kill -TERM $serve_pid && wait $serve_pid && echo "(stopped cleanly with SIGTERM)"
+echo
+echo "ferry send / ferry receive are not built yet: they need the secure connection"
+echo "(ICE + QUIC, issue 4) and the transfer protocol (issue 5). What ran above is"
+echo "everything that exists today; see README.md."

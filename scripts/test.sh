@@ -11,6 +11,7 @@ cd "$(dirname "$0")/.."
 
 passed=0
 failed=0
+skipped=0
 status=0
 
 run_suite() { # name builddir setup-args...
@@ -32,25 +33,29 @@ run_suite() { # name builddir setup-args...
   # Count individual test cases from meson's JSON log (TAP subtests included
   # as their parent test's result).
   local counts
-  counts=$(python3 - "$dir/meson-logs/testlog.json" <<'PY'
+  counts=$(/usr/bin/python3 - "$dir/meson-logs/testlog.json" <<'PY'
 import json, sys
-p = f = 0
+p = f = s = 0
 for line in open(sys.argv[1]):
     r = json.loads(line)
-    if r.get("result") in ("OK", "EXPECTEDFAIL", "SKIP"):
+    if r.get("result") in ("OK", "EXPECTEDFAIL"):
         p += 1
+    elif r.get("result") == "SKIP":
+        s += 1
     else:
         f += 1
-print(p, f)
+print(p, f, s)
 PY
 )
-  passed=$((passed + ${counts% *}))
-  failed=$((failed + ${counts#* }))
+  read -r p f s <<<"$counts"
+  passed=$((passed + p))
+  failed=$((failed + f))
+  skipped=$((skipped + s))
 }
 
 run_suite "gcc build" build env CC=gcc meson setup -Dwerror=true
 run_suite "clang + ASan/UBSan + libFuzzer build" build-san \
   env CC=clang meson setup -Dwerror=true -Db_sanitize=address,undefined -Db_lundef=false -Dfuzz=enabled
 
-echo "$passed passed, $failed failed"
+echo "$passed passed, $failed failed, $skipped skipped"
 [ "$status" = 0 ] && [ "$failed" = 0 ]

@@ -3,6 +3,7 @@
  * resume after a cut connection, and a server that stops answering. */
 #include <signal.h>
 #include <string.h>
+#include <sys/prctl.h>
 
 #include <gio/gio.h>
 
@@ -14,6 +15,12 @@ typedef struct {
   GSubprocess *proc;
   guint port;
 } Server;
+
+static void
+die_with_parent(gpointer data)
+{
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+}
 
 static void
 server_start(Server *srv, const char *listen, ...)
@@ -33,8 +40,11 @@ server_start(Server *srv, const char *listen, ...)
     g_ptr_array_add(argv, (char *)arg);
   va_end(ap);
   g_ptr_array_add(argv, NULL);
-  srv->proc =
-      g_subprocess_newv((const char *const *)argv->pdata, G_SUBPROCESS_FLAGS_STDOUT_PIPE, &error);
+  GSubprocessLauncher *l = g_subprocess_launcher_new(G_SUBPROCESS_FLAGS_STDOUT_PIPE);
+  /* a test that fails must not leave servers behind */
+  g_subprocess_launcher_set_child_setup(l, die_with_parent, NULL, NULL);
+  srv->proc = g_subprocess_launcher_spawnv(l, (const char *const *)argv->pdata, &error);
+  g_object_unref(l);
   g_assert_no_error(error);
   g_ptr_array_free(argv, TRUE);
 
@@ -189,7 +199,9 @@ test_url_normalise(void)
     GError *error = NULL;
     char *out = ferry_signal_url_normalise(good[i].in, &error);
     g_assert_no_error(error);
-    g_assert_cmpstr(g_ascii_strdown(out, -1), ==, good[i].out);
+    char *lower = g_ascii_strdown(out, -1);
+    g_assert_cmpstr(lower, ==, good[i].out);
+    g_free(lower);
     g_free(out);
   }
   for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
@@ -332,6 +344,7 @@ proxy_incoming(GSocketService *service, GSocketConnection *conn, GObject *source
 {
   Proxy *p = data;
   GSocketClient *client = g_socket_client_new();
+  g_socket_client_set_enable_proxy(client, FALSE);
   GSocketConnection *up =
       g_socket_client_connect_to_host(client, "127.0.0.1", (guint16)p->upstream, NULL, NULL);
   g_object_unref(client);

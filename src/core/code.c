@@ -1,7 +1,6 @@
 /* Join codes: generate, format and parse "<nameplate>-<word>-<word>-<word>". */
 #include <limits.h>
 #include <stdarg.h>
-#include <stdio.h>
 #include <string.h>
 
 #include <sodium.h>
@@ -12,16 +11,17 @@
 #define QUOTE_MAX 24
 
 static gboolean
-is_separator(unsigned char c)
-{
-  return c == '-' || c == ' ' || c == '_' || c == '.' || c == '\t' || c == '\n' || c == '\r' ||
-         c == '\v' || c == '\f';
-}
-
-static gboolean
 is_space(unsigned char c)
 {
   return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
+
+/* Between the parts of a code: any whitespace, and the punctuation people
+ * use instead of '-'. */
+static gboolean
+is_separator(unsigned char c)
+{
+  return c == '-' || c == '_' || c == '.' || is_space(c);
 }
 
 static gboolean
@@ -112,11 +112,12 @@ ferry_code_format(const FerryCode *code, char *buf, size_t size)
   for (unsigned i = 0; i < code->n_words; i++) {
     const char *w = ferry_wordlist[code->words[i]];
     size_t n = strlen(w);
+    if (i > 0)
+      tmp[len++] = '-';
     memcpy(tmp + len, w, n);
     len += n;
-    tmp[len++] = i + 1 < code->n_words ? '-' : '\0';
   }
-  len--; /* the NUL written after the last word */
+  tmp[len] = '\0';
   if (len + 1 > size)
     return FERRY_ERR_TOO_LONG;
   memcpy(buf, tmp, len + 1);

@@ -101,6 +101,43 @@ ferry_signal_url_normalise(const char *url, GError **error)
   return text;
 }
 
+static const char *
+env_first(const char *a, const char *b)
+{
+  const char *v = g_getenv(a);
+  if (v == NULL || *v == '\0')
+    v = g_getenv(b);
+  return v != NULL && *v != '\0' ? v : NULL;
+}
+
+/* Proxies come from the usual environment variables (http_proxy,
+ * https_proxy, all_proxy, no_proxy) and nowhere else: the desktop-wide
+ * resolver (libproxy) is slow to start, and a rendezvous server is
+ * normally reached directly. NULL when no proxy is set. */
+static GProxyResolver *
+proxy_from_env(void)
+{
+  const char *http = env_first("http_proxy", "HTTP_PROXY");
+  const char *https = env_first("https_proxy", "HTTPS_PROXY");
+  const char *all = env_first("all_proxy", "ALL_PROXY");
+  const char *no = env_first("no_proxy", "NO_PROXY");
+
+  if (http == NULL && https == NULL && all == NULL)
+    return NULL;
+  char **ignore = no ? g_strsplit_set(no, ", ", -1) : NULL;
+  GProxyResolver *r = g_simple_proxy_resolver_new(all, ignore);
+  if (http != NULL) {
+    g_simple_proxy_resolver_set_uri_proxy(G_SIMPLE_PROXY_RESOLVER(r), "http", http);
+    g_simple_proxy_resolver_set_uri_proxy(G_SIMPLE_PROXY_RESOLVER(r), "ws", http);
+  }
+  if (https != NULL) {
+    g_simple_proxy_resolver_set_uri_proxy(G_SIMPLE_PROXY_RESOLVER(r), "https", https);
+    g_simple_proxy_resolver_set_uri_proxy(G_SIMPLE_PROXY_RESOLVER(r), "wss", https);
+  }
+  g_strfreev(ignore);
+  return r;
+}
+
 FerrySignalClient *
 ferry_signal_client_new(const char *url, GError **error)
 {
@@ -110,7 +147,10 @@ ferry_signal_client_new(const char *url, GError **error)
 
   FerrySignalClient *c = g_new0(FerrySignalClient, 1);
   c->url = ws_url;
-  c->session = soup_session_new_with_options("user-agent", "ferry", "timeout", 30, NULL);
+  GProxyResolver *proxy = proxy_from_env();
+  c->session = soup_session_new_with_options("user-agent", "ferry", "timeout", 30, "proxy-resolver",
+                                             proxy, NULL);
+  g_clear_object(&proxy);
   c->state = FERRY_SIGNAL_CLIENT_CLOSED;
   c->max_retries = 8;
   c->initial_ms = 500;

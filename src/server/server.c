@@ -368,7 +368,9 @@ claim_done(const char *err, const char *nameplate, gpointer user_data)
   c->pending_sid = NULL;
   c->pending = FALSE;
   if (err != NULL || c->closed) {
-    if (err != NULL)
+    if (err != NULL && strcmp(err, "too-many-sessions") == 0)
+      refuse(c, err, "every code number is in use; try again later or use another server");
+    else if (err != NULL)
       refuse(c, err, "the server's session store is not available; try again in a moment");
     else /* the client went away while the store worked */
       s->store->vt->end(s->store, sid, nameplate);

@@ -9,7 +9,7 @@
 #include <glib.h>
 
 #define FERRY_SIGNAL_VERSION       1
-#define FERRY_SIGNAL_MAX_NAMEPLATE 9  /* "999999999" */
+#define FERRY_SIGNAL_MAX_NAMEPLATE 6  /* "999999", as join codes allow */
 #define FERRY_SIGNAL_MAX_PEER      11 /* "s", "r1" … "r4294967295" */
 
 typedef enum {

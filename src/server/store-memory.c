@@ -69,6 +69,10 @@ mem_claim(FerryStore *store, const char *session_id, guint max_receivers, gint64
     if (other->nameplate[0] == '\0')
       break;
   }
+  if (n > 999999) { /* codes have at most six digits in front */
+    cb("too-many-sessions", NULL, user_data);
+    return;
+  }
   m->lowest_free = n + 1;
 
   MemSession *s = g_new0(MemSession, 1);

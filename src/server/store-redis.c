@@ -45,7 +45,7 @@
  * max receivers, code TTL ms, session TTL ms, now ms, session expiry ms. */
 static const char claim_lua[] =
     "local sid = ARGV[1]\n"
-    "for i = 1, 1000000 do\n"
+    "for i = 1, 999999 do\n"
     "  if redis.call('SET', '" NAMEPLATE_PREFIX "' .. i, sid, 'NX', 'PX', ARGV[3]) then\n"
     "    local key = '" SESSION_PREFIX "' .. sid\n"
     "    redis.call('DEL', key)\n"
