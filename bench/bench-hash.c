@@ -20,7 +20,7 @@
 #include <glib/gstdio.h>
 
 #include "core/checkpoint.h"
-#include "core/hash.h"
+#include <ferry/hash.h>
 
 static guint64 file_size;
 

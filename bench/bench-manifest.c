@@ -18,7 +18,7 @@
 
 #include <glib/gstdio.h>
 
-#include "core/manifest.h"
+#include <ferry/manifest.h>
 
 #define RUNS 5
 

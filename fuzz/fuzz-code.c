@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/code.h"
+#include <ferry/code.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -2,7 +2,7 @@
 #include <limits.h>
 #include <string.h>
 
-#include "core/code.h"
+#include <ferry/code.h>
 
 static int
 index_of(const char *word)

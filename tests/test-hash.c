@@ -7,7 +7,7 @@
 
 #include <glib/gstdio.h>
 
-#include "core/hash.h"
+#include <ferry/hash.h>
 
 #define C64K (64u * 1024)
 

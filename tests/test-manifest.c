@@ -12,7 +12,7 @@
 
 #include <glib/gstdio.h>
 
-#include "core/manifest.h"
+#include <ferry/manifest.h>
 
 typedef struct {
   char *base; /* a fresh temporary directory */

@@ -22,6 +22,7 @@ results = []
 
 class Server:
     def __init__(self, *args):
+        self.args = args
         self.proc = subprocess.Popen(
             [FERRY, "serve", "--listen", "127.0.0.1:0", "--stun-port", "0", *args],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -34,8 +35,18 @@ class Server:
         self.url = "ws://127.0.0.1:%d/v1" % self.port
 
     def stop(self):
+        """SIGTERM, and the server must exit 0: under the sanitizers a leak
+        or any error report at exit makes that fail."""
         if self.proc.poll() is None:
-            self.proc.kill()
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                rc = self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                rc = self.proc.wait()
+            err = self.proc.stderr.read()
+            check("ferry serve %s stops cleanly on SIGTERM (exit 0, nothing leaked)" % " ".join(self.args),
+                  rc == 0 and "Sanitizer" not in err, "rc=%s\n%s" % (rc, err[-3000:]))
         self.proc.wait()
 
     def http(self, path, headers=None):
@@ -353,16 +364,19 @@ async def test_connect_limits():
 
 
 async def test_session_rate():
-    srv = Server("--ip-session-rate", "3")
+    srv = Server("--ip-session-rate", "30")
     try:
         ws = []
-        for i in range(3):
+        for i in range(30):
             w = await connect(srv)
             c = await claim(w)
             ws.append(w)
         w = await connect(srv)
         await send(w, type="claim", version=1)
-        await expect_error(w, "rate-limited", "a 4th claim within a minute (--ip-session-rate 3) is refused")
+        await expect_error(w, "rate-limited", "a 31st claim in a burst (--ip-session-rate 30) is refused")
+        await asyncio.sleep(2.2)
+        c = await claim(w)
+        check("after 2 s (30/min refill) a claim succeeds again", c.get("type") == "claimed", repr(c))
         for x in ws + [w]:
             await x.close()
     finally:
@@ -465,6 +479,74 @@ async def test_health_and_drain():
         srv.stop()
 
 
+def free_port():
+    import socket
+    with socket.socket() as sk:
+        sk.bind(("127.0.0.1", 0))
+        return sk.getsockname()[1]
+
+
+async def test_two_instances_on_redis():
+    port = free_port()
+    redis = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                              "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                import socket
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        url = "redis://127.0.0.1:%d" % port
+        a = Server("--store", url, "--reconnect-grace", "0")
+        b = Server("--store", url, "--reconnect-grace", "0")
+        try:
+            s = await connect(a)
+            c = await claim(s)
+            s2 = await connect(b)
+            c2 = await claim(s2)
+            check("two instances allocate distinct nameplates from one Redis",
+                  {c.get("nameplate"), c2.get("nameplate")} == {"1", "2"}, repr((c, c2)))
+            r = await connect(b)
+            j = await join(r, c["nameplate"])
+            check("a receiver on instance B joins a sender on instance A", j.get("type") == "joined" and j.get("peer") == "r1", repr(j))
+            m = await recv(s)
+            check("the sender on A hears peer-joined from B", m == {"type": "peer-joined", "peer": "r1"}, repr(m))
+            await send(r, type="send", to="s", body={"pake": "B to A"})
+            m = await recv(s)
+            check("a message from B reaches A", m == {"type": "message", "from": "r1", "body": {"pake": "B to A"}}, repr(m))
+            await send(s, type="send", to="r1", body="A to B")
+            m = await recv(r)
+            check("a message from A reaches B", m == {"type": "message", "from": "s", "body": "A to B"}, repr(m))
+            r2 = await connect(a)
+            j2 = await join(r2, c["nameplate"])
+            await recv(s)
+            await send(s, type="send", to="*", body="all")
+            got = (await recv(r), await recv(r2))
+            check("a broadcast reaches receivers on both instances",
+                  all(g.get("body") == "all" for g in got) and j2.get("peer") == "r2", repr(got))
+            await r.close()
+            m = await recv(s)
+            check("peer-left crosses instances", m.get("type") == "peer-left" and m.get("peer") == "r1", repr(m))
+            m = await recv(r2)
+            check("…to receivers on the other instance too", m.get("type") == "peer-left", repr(m))
+            await s.close()
+            m = await recv(r2)
+            check("session-ended reaches a receiver on the sender's instance", m.get("type") == "session-ended", repr(m))
+            s3 = await connect(b)
+            c3 = await claim(s3)
+            check("the ended session's nameplate is free again, across instances", c3.get("nameplate") == "1", repr(c3))
+            for w in (s2, r2, s3):
+                await w.close()
+        finally:
+            a.stop()
+            b.stop()
+    finally:
+        redis.terminate()
+        redis.wait()
+
+
 async def test_cli_errors():
     p = subprocess.run([FERRY, "serve", "--listen", "nonsense"], capture_output=True, text=True)
     check("a bad --listen exits 1 and says the form", p.returncode == 1 and "HOST:PORT" in p.stderr, p.stderr)
@@ -502,6 +584,7 @@ async def main():
     await test_session_rate()
     await test_timeouts()
     await test_health_and_drain()
+    await test_two_instances_on_redis()
     await test_cli_errors()
 
 

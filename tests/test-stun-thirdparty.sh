@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# ferry's STUN responder answers a STUN client it did not write: coturn's
-# turnutils_stunclient (Debian package coturn). libnice, the other client
-# ferry depends on, ships no STUN client program in Debian 12 (its stunbdc
-# tool is not packaged), so it is not exercised here.
+# ferry's STUN responder answers STUN clients it did not write: coturn's
+# turnutils_stunclient (Debian package coturn), and libnice's own STUN
+# binding client (stun_usage_bind_run, what libnice's ICE agent gathers
+# server-reflexive candidates with), driven by tests/stun-libnice-client.c
+# since Debian ships no libnice STUN program.
 set -u
 . "$(dirname "$0")/tap.sh"
 SERVE=${STUN_SERVE:?STUN_SERVE must point at the stun-serve test helper}
+NICE=${STUN_NICE:?STUN_NICE must point at the stun-libnice-client test helper}
 
 if ! command -v turnutils_stunclient >/dev/null; then
   echo "1..0 # SKIP turnutils_stunclient not found (install coturn: scripts/install-deps.sh)"
@@ -54,9 +56,11 @@ ok_if "it reports the mapped address 127.0.0.1" \
 printf 'not a STUN message' >"/dev/udp/127.0.0.1/$v4_port"
 expect_exit 0 "after garbage it still answers" stunclient "$v4_port" 127.0.0.1
 ok_if "the answer is still 127.0.0.1" grep -Eq 'UDP reflexive addr: 127\.0\.0\.1:[0-9]+' <<<"$OUT"
+expect_exit 0 "libnice's STUN client gets an answer over IPv4" timeout 10 "$NICE" 127.0.0.1 "$v4_port"
+ok_if "libnice is told 127.0.0.1 and a real port" grep -Eq '^mapped 127\.0\.0\.1 [1-9][0-9]*$' <<<"$OUT"
 stop_server v4
-ok_if "counters: 2 requests answered, the garbage dropped" \
-  test "$COUNTERS" = "requests=2 responses=2 dropped=1"
+ok_if "counters: 3 requests answered, the garbage dropped" \
+  test "$COUNTERS" = "requests=3 responses=3 dropped=1"
 
 # Every address: one dual-stack socket (IPv4 only if the host has no IPv6).
 ok_if "stun-serve starts on every address" start_server any any
@@ -69,6 +73,8 @@ if python3 -c 'import socket; socket.socket(socket.AF_INET6, socket.SOCK_DGRAM).
   2>/dev/null; then
   expect_exit 0 "turnutils_stunclient gets an answer over IPv6" stunclient "$any_port" ::1
   ok_if "it reports the mapped address ::1" grep -Eq 'UDP reflexive addr: ::1:[0-9]+' <<<"$OUT"
+  expect_exit 0 "libnice's STUN client gets an answer over IPv6" timeout 10 "$NICE" ::1 "$any_port"
+  ok_if "libnice is told ::1" grep -Eq '^mapped ::1 [1-9][0-9]*$' <<<"$OUT"
 else
   echo "# no IPv6 loopback here: IPv6 client not tried"
 fi

@@ -8,6 +8,10 @@
 #define FERRY_FERRY_H
 
 #include <ferry/error.h>
+#include <ferry/code.h>
+#include <ferry/hash.h>
+#include <ferry/manifest.h>
+#include <ferry/server.h>
 
 G_BEGIN_DECLS
 
@@ -19,6 +23,10 @@ FERRY_API const char *ferry_version(void);
  * FERRY_DEBUG environment variable names the domain ("all", or a
  * comma-separated list such as "core,net"). Safe to call more than once. */
 FERRY_API void ferry_log_init(gboolean verbose);
+
+/* Also prints informational messages — a server's events, one logfmt line
+ * each ("ts=… domain=ferry-server event=claim ip=… …") — without verbose. */
+FERRY_API void ferry_log_show_events(gboolean show);
 
 G_END_DECLS
 

@@ -5,7 +5,7 @@
 #include <ferry/ferry.h>
 
 #include "commands.h"
-#include "core/code.h"
+#include <ferry/code.h>
 
 static int
 check_code(const char *text)

@@ -4,7 +4,7 @@
 
 #include <ferry/ferry.h>
 
-#include "core/hash.h"
+#include <ferry/hash.h>
 
 #include "commands.h"
 

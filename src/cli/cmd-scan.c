@@ -5,7 +5,7 @@
 
 #include <ferry/ferry.h>
 
-#include "core/manifest.h"
+#include <ferry/manifest.h>
 
 #include "commands.h"
 

@@ -7,7 +7,7 @@
 #include <ferry/ferry.h>
 
 #include "commands.h"
-#include "server/server.h"
+#include <ferry/server.h>
 
 /* Parses "90", "90s", "10m", "24h", "7d" into seconds. */
 static gboolean
@@ -73,7 +73,7 @@ cmd_serve(int argc, char **argv)
   int max_recv = -1, max_sessions = -1, max_conns = -1, max_msg = -1, stun_port = -2;
   int drain = -1, grace = -1;
   double ip_connect = -1, ip_session = -1, msg_rate = -1;
-  gboolean no_stun = FALSE;
+  gboolean no_stun = FALSE, quiet = FALSE;
 
   ferry_server_config_init(&cfg);
   GOptionEntry entries[] = {
@@ -121,6 +121,8 @@ cmd_serve(int argc, char **argv)
       {"reconnect-grace", 0, 0, G_OPTION_ARG_INT, &grace,
        "Seconds a client that lost its connection may resume its place (default 30, 0: off)",
        "SECONDS"},
+      {"quiet", 'q', 0, G_OPTION_ARG_NONE, &quiet,
+       "Log only warnings and errors, not every connection's events", NULL},
       {"drain-timeout", 0, 0, G_OPTION_ARG_INT, &drain,
        "Seconds SIGTERM waits for clients to leave (default 5)", "SECONDS"},
       G_OPTION_ENTRY_NULL,
@@ -136,6 +138,7 @@ cmd_serve(int argc, char **argv)
   g_option_context_free(ctx);
   if (!ok)
     return FERRY_EXIT_USAGE;
+  ferry_log_show_events(!quiet);
   if (argc > 1) {
     cli_error("ferry serve takes no arguments ('%s'); see 'ferry serve --help'", argv[1]);
     return FERRY_EXIT_USAGE;

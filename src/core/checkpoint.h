@@ -15,7 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/hash.h"
+#include <ferry/hash.h>
 
 G_BEGIN_DECLS
 

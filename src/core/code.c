@@ -5,7 +5,7 @@
 
 #include <sodium.h>
 
-#include "core/code.h"
+#include <ferry/code.h>
 
 /* How much of a bad token an error message quotes. */
 #define QUOTE_MAX 24

@@ -11,7 +11,7 @@
 #include <gnutls/gnutls.h>
 #include <gnutls/crypto.h>
 
-#include "core/hash.h"
+#include <ferry/hash.h>
 
 /* How much one pread() asks for: small enough that the copy stays in L2
  * cache until SHA-256 reads it, large enough that syscalls are noise. */

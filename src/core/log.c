@@ -12,6 +12,7 @@
 #include <ferry/ferry.h>
 
 static gboolean log_verbose;
+static gboolean log_events;
 static char **log_debug_domains;
 static gint64 log_start_us;
 
@@ -49,6 +50,15 @@ ferry_log_writer(GLogLevelFlags level, const GLogField *fields, gsize n_fields, 
   if (message == NULL)
     message = "(no message)";
 
+  if ((level & G_LOG_LEVEL_INFO) && log_events && !log_verbose) {
+    /* A server's events: one logfmt line each, with a UTC timestamp. */
+    GDateTime *now = g_date_time_new_now_utc();
+    char *ts = g_date_time_format_iso8601(now);
+    fprintf(stderr, "ts=%s domain=%s %s\n", ts, domain ? domain : "?", message);
+    g_free(ts);
+    g_date_time_unref(now);
+    return G_LOG_WRITER_HANDLED;
+  }
   if (level & (G_LOG_LEVEL_DEBUG | G_LOG_LEVEL_INFO)) {
     if (!debug_enabled_for(domain))
       return G_LOG_WRITER_HANDLED;
@@ -64,6 +74,12 @@ ferry_log_writer(GLogLevelFlags level, const GLogField *fields, gsize n_fields, 
     prefix = "warning: ";
   fprintf(stderr, "ferry: %s%s\n", prefix, message);
   return G_LOG_WRITER_HANDLED;
+}
+
+void
+ferry_log_show_events(gboolean show)
+{
+  log_events = show;
 }
 
 void

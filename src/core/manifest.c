@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "core/manifest.h"
+#include <ferry/manifest.h>
 #include "core/safepath.h"
 
 #define DENTS_BUF_SIZE (64 * 1024)

@@ -22,7 +22,7 @@
  * SCOWL also credits sources in the public domain (Moby Words II, Brian
  * Kelk's UK English Wordlist) and others under similar permissive terms;
  * see /usr/share/doc/wamerican/copyright. */
-#include "core/wordlist.h"
+#include <ferry/wordlist.h>
 
 const size_t ferry_wordlist_count = FERRY_WORDLIST_COUNT;
 

@@ -19,7 +19,7 @@
 
 #include "server/metrics.h"
 #include "server/ratelimit.h"
-#include "server/server.h"
+#include <ferry/server.h>
 #include "server/signal-msg.h"
 #include "server/store.h"
 #include "server/stun-server.h"
@@ -659,6 +659,8 @@ conn_drop(Conn *c)
   if (ip != NULL && ip->conns > 0)
     ip->conns--;
   g_hash_table_remove(s->conns, c);
+  g_info("event=disconnect ip=%s code=%u connections=%u", c->ip,
+         soup_websocket_connection_get_close_code(c->ws), g_hash_table_size(s->conns));
   /* A client that closed with 1000 (normal) left on purpose; any other
    * ending (no close frame, an error, a dead network) may be a blink. */
   gboolean clean = soup_websocket_connection_get_close_code(c->ws) == SOUP_WEBSOCKET_CLOSE_NORMAL;
@@ -832,6 +834,7 @@ ws_handler(SoupServer *soup, SoupServerMessage *msg, const char *path, SoupWebso
   g_hash_table_add(s->conns, c);
   ferry_metrics_count(&s->metrics, FERRY_COUNT_CONNECTIONS);
   ferry_metrics_gauge(&s->metrics, FERRY_GAUGE_CONNECTIONS, g_hash_table_size(s->conns));
+  g_info("event=connect ip=%s connections=%u", c->ip, g_hash_table_size(s->conns));
 
   /* libsoup drops a connection whose frame is far over the limit; frames
    * just over it get our own "too-large" answer and the connection lives. */

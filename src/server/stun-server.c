@@ -1,4 +1,6 @@
-/* FerryStunServer: Binding requests in, XOR-MAPPED-ADDRESS out, on UDP. */
+/* FerryStunServer: Binding requests in, the client's address out, on UDP
+ * (XOR-MAPPED-ADDRESS for RFC 8489 clients, MAPPED-ADDRESS for classic
+ * RFC 3489 ones). */
 #include "ferry-config.h"
 
 #include "server/stun-server.h"
@@ -72,9 +74,10 @@ count(_Atomic guint64 *counter)
   atomic_fetch_add_explicit(counter, 1, memory_order_relaxed);
 }
 
-/* One datagram: answer it if it is a Binding request, else count it as
- * dropped. The response goes back to the address the datagram came from,
- * from the socket it arrived on, so the client sees the address it asked. */
+/* One datagram: answer it if it is a Binding request (RFC 8489 or classic
+ * RFC 3489, each in its own form), else count it as dropped. The response
+ * goes back to the address the datagram came from, from the socket it
+ * arrived on, so the client sees the address it asked. */
 static void
 handle_datagram(FerryStunServer *server, GSocket *socket, GSocketAddress *from, const uint8_t *buf,
                 size_t len)
@@ -98,7 +101,7 @@ handle_datagram(FerryStunServer *server, GSocket *socket, GSocketAddress *from, 
   if (req.error_code != 0)
     n = ferry_stun_build_error_response(&req, SOFTWARE, out, sizeof out);
   else
-    n = ferry_stun_build_binding_response(req.txid, (struct sockaddr *)&native, SOFTWARE, out,
+    n = ferry_stun_build_binding_response(&req, (struct sockaddr *)&native, SOFTWARE, out,
                                           sizeof out);
   if (n < 0) {
     count(&server->dropped);

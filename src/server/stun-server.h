@@ -1,6 +1,6 @@
 /* FerryStunServer: the STUN responder of `ferry serve` on UDP sockets.
  *
- * It answers every well-formed Binding request (RFC 8489) with the
+ * It answers every well-formed Binding request (RFC 8489, and classic RFC 3489 ones) with the
  * address and port the request came from, and drops everything else
  * without a word. It runs in the GMainContext it was created for and
  * keeps counters for /metrics. */

@@ -1,4 +1,5 @@
-/* STUN Binding on bytes: request decoder, response encoders, CRC-32. */
+/* STUN Binding on bytes: request decoder, response encoders, CRC-32.
+ * Both RFC 8489 messages and classic RFC 3489 ones (no magic cookie). */
 #include "server/stun.h"
 
 #include <string.h>
@@ -6,6 +7,8 @@
 
 #define ATTR_HEADER_SIZE 4
 #define FINGERPRINT_SIZE (ATTR_HEADER_SIZE + 4)
+
+#define PAD4(n)          (((size_t)(n) + 3) & ~(size_t)3)
 
 static uint16_t
 rd16(const uint8_t *p)
@@ -93,7 +96,7 @@ attr_iter_next(AttrIter *it, uint16_t *type, const uint8_t **value, uint16_t *vl
     return FERRY_ERR_INVALID;
   *type = rd16(it->buf + it->off);
   *vlen = rd16(it->buf + it->off + 2);
-  padded = ((size_t)*vlen + 3) & ~(size_t)3;
+  padded = PAD4(*vlen);
   if (padded > left - ATTR_HEADER_SIZE)
     return FERRY_ERR_INVALID;
   *value = it->buf + it->off + ATTR_HEADER_SIZE;
@@ -101,8 +104,12 @@ attr_iter_next(AttrIter *it, uint16_t *type, const uint8_t **value, uint16_t *vl
   return 1;
 }
 
-int
-ferry_stun_message_check(const uint8_t *buf, size_t len)
+/* The framing both forms share: header, length and attribute bounds.
+ * An RFC 8489 message must also carry the magic cookie and obey the
+ * FINGERPRINT rules; a classic RFC 3489 one has no FINGERPRINT, so an
+ * attribute of that type in it is just one more optional attribute. */
+static int
+check_framing(const uint8_t *buf, size_t len, gboolean classic)
 {
   AttrIter it;
   const uint8_t *value;
@@ -112,13 +119,15 @@ ferry_stun_message_check(const uint8_t *buf, size_t len)
 
   if (len < FERRY_STUN_HEADER_SIZE || (buf[0] & 0xC0) != 0)
     return FERRY_ERR_INVALID;
-  if (rd32(buf + 4) != FERRY_STUN_MAGIC_COOKIE)
+  if (!classic && rd32(buf + 4) != FERRY_STUN_MAGIC_COOKIE)
     return FERRY_ERR_VERSION;
   if (rd16(buf + 2) % 4 != 0 || rd16(buf + 2) != len - FERRY_STUN_HEADER_SIZE)
     return FERRY_ERR_INVALID;
 
   attr_iter_init(&it, buf, len);
   while ((r = attr_iter_next(&it, &type, &value, &vlen)) > 0) {
+    if (classic)
+      continue;
     if (seen_fingerprint)
       return FERRY_ERR_INVALID;
     if (type == FERRY_STUN_ATTR_FINGERPRINT) {
@@ -133,6 +142,20 @@ ferry_stun_message_check(const uint8_t *buf, size_t len)
   if (r < 0)
     return r;
   return rd16(buf);
+}
+
+int
+ferry_stun_message_check(const uint8_t *buf, size_t len)
+{
+  return check_framing(buf, len, FALSE);
+}
+
+/* Whether a message of at least a header's length is a classic RFC 3489
+ * one: its transaction ID takes the place of the magic cookie. */
+static gboolean
+is_classic(const uint8_t *buf, size_t len)
+{
+  return len >= FERRY_STUN_HEADER_SIZE && rd32(buf + 4) != FERRY_STUN_MAGIC_COOKIE;
 }
 
 /* Attributes that only make sense with credentials. This responder has
@@ -158,28 +181,30 @@ is_credential_attr(uint16_t type)
  * required type (below 0x8000) other than the credential ones is one we
  * do not understand and must name in a 420 response (RFC 8489 section
  * 6.3.1). Comprehension-optional ones (SOFTWARE and the like) are
- * ignored, as the RFC asks. */
+ * ignored, as the RFC asks. RFC 3489 draws the same line at 0x7FFF, so a
+ * classic request is sorted the same way. */
 int
 ferry_stun_parse_binding_request(const uint8_t *buf, size_t len, FerryStunRequest *out)
 {
   AttrIter it;
   const uint8_t *value;
   uint16_t type, vlen;
-  gboolean credentials = FALSE;
+  gboolean credentials = FALSE, classic = is_classic(buf, len);
   int r;
 
-  r = ferry_stun_message_check(buf, len);
+  r = check_framing(buf, len, classic);
   if (r < 0)
     return r;
   if (r != FERRY_STUN_BINDING_REQUEST)
     return FERRY_ERR_INVALID;
 
   memset(out, 0, sizeof *out);
-  memcpy(out->txid, buf + 8, FERRY_STUN_TXID_SIZE);
+  out->classic = classic;
+  memcpy(out->id, buf + 4, FERRY_STUN_ID_SIZE);
   attr_iter_init(&it, buf, len);
   while (attr_iter_next(&it, &type, &value, &vlen) > 0) {
     if (type == FERRY_STUN_ATTR_FINGERPRINT) {
-      out->has_fingerprint = TRUE;
+      out->has_fingerprint = !classic;
     } else if (is_credential_attr(type)) {
       credentials = TRUE;
     } else if (type < 0x8000) {
@@ -206,8 +231,11 @@ typedef struct {
   gboolean overflow;
 } Writer;
 
+/* The header with a zero length (set when the message is finished):
+ * an RFC 8489 response carries the magic cookie and the request's 12-byte
+ * transaction ID, a classic one the request's 16-byte ID. */
 static void
-writer_header(Writer *w, uint16_t type, const uint8_t txid[FERRY_STUN_TXID_SIZE])
+writer_header(Writer *w, uint16_t type, const FerryStunRequest *req)
 {
   if (w->cap < FERRY_STUN_HEADER_SIZE) {
     w->overflow = TRUE;
@@ -215,8 +243,9 @@ writer_header(Writer *w, uint16_t type, const uint8_t txid[FERRY_STUN_TXID_SIZE]
   }
   wr16(w->out, type);
   wr16(w->out + 2, 0);
-  wr32(w->out + 4, FERRY_STUN_MAGIC_COOKIE);
-  memcpy(w->out + 8, txid, FERRY_STUN_TXID_SIZE);
+  memcpy(w->out + 4, req->id, FERRY_STUN_ID_SIZE);
+  if (!req->classic)
+    wr32(w->out + 4, FERRY_STUN_MAGIC_COOKIE);
   w->len = FERRY_STUN_HEADER_SIZE;
 }
 
@@ -225,7 +254,7 @@ writer_header(Writer *w, uint16_t type, const uint8_t txid[FERRY_STUN_TXID_SIZE]
 static uint8_t *
 writer_attr(Writer *w, uint16_t type, size_t vlen)
 {
-  size_t padded = (vlen + 3) & ~(size_t)3;
+  size_t padded = PAD4(vlen);
   uint8_t *p;
 
   if (w->overflow || vlen > 0xFFFF || w->cap - w->len < ATTR_HEADER_SIZE + padded) {
@@ -240,33 +269,52 @@ writer_attr(Writer *w, uint16_t type, size_t vlen)
   return p + ATTR_HEADER_SIZE;
 }
 
-static void
-writer_software(Writer *w, const char *software)
+/* Appends an attribute whose value is head bytes (left for the caller to
+ * fill through the returned pointer; NULL if it does not fit) followed by
+ * text. RFC 8489 pads with zeros outside the value's length; RFC 3489 has
+ * no padding, so in a classic message the text is padded with spaces and
+ * the length covers them. */
+static uint8_t *
+writer_text_attr(Writer *w, uint16_t type, size_t head, const char *text, gboolean classic)
 {
-  size_t n;
-  uint8_t *v;
+  size_t n = strlen(text), vlen = classic ? PAD4(head + n) : head + n;
+  uint8_t *v = writer_attr(w, type, vlen);
 
+  if (v != NULL) {
+    memcpy(v + head, text, n);
+    memset(v + head + n, classic ? ' ' : 0, vlen - head - n);
+  }
+  return v;
+}
+
+static void
+writer_software(Writer *w, const char *software, gboolean classic)
+{
   if (software == NULL)
     return;
-  n = strlen(software);
-  if (n > FERRY_STUN_MAX_SOFTWARE) {
+  if (strlen(software) > FERRY_STUN_MAX_SOFTWARE) {
     w->overflow = TRUE;
     return;
   }
-  v = writer_attr(w, FERRY_STUN_ATTR_SOFTWARE, n);
-  if (v != NULL)
-    memcpy(v, software, n);
+  writer_text_attr(w, FERRY_STUN_ATTR_SOFTWARE, 0, software, classic);
 }
 
-/* FINGERPRINT goes last and covers the header with its final length, so
- * the length field is set before the CRC is taken. */
+/* Sets the length field and, for RFC 8489, appends FINGERPRINT: it goes
+ * last and covers the header with its final length, so the length field
+ * is set before the CRC is taken. */
 static int
-writer_finish(Writer *w)
+writer_finish(Writer *w, gboolean classic)
 {
   size_t at = w->len;
   uint8_t *v;
 
-  if (w->overflow || w->cap - w->len < FINGERPRINT_SIZE)
+  if (w->overflow)
+    return FERRY_ERR_TOO_LONG;
+  if (classic) {
+    wr16(w->out + 2, (uint16_t)(at - FERRY_STUN_HEADER_SIZE));
+    return (int)w->len;
+  }
+  if (w->cap - w->len < FINGERPRINT_SIZE)
     return FERRY_ERR_TOO_LONG;
   wr16(w->out + 2, (uint16_t)(at + FINGERPRINT_SIZE - FERRY_STUN_HEADER_SIZE));
   v = writer_attr(w, FERRY_STUN_ATTR_FINGERPRINT, 4);
@@ -274,17 +322,21 @@ writer_finish(Writer *w)
   return (int)w->len;
 }
 
+/* An RFC 8489 client is told its address XORed with the magic cookie and
+ * transaction ID (so NATs that rewrite addresses in payloads leave it
+ * alone); a classic client only knows MAPPED-ADDRESS, in the clear. */
 int
-ferry_stun_build_binding_response(const uint8_t txid[FERRY_STUN_TXID_SIZE],
-                                  const struct sockaddr *mapped, const char *software, uint8_t *out,
-                                  size_t cap)
+ferry_stun_build_binding_response(const FerryStunRequest *req, const struct sockaddr *mapped,
+                                  const char *software, uint8_t *out, size_t cap)
 {
   Writer w = {out, cap, 0, FALSE};
-  uint8_t key[16], addr[16];
+  uint8_t key[FERRY_STUN_ID_SIZE], addr[16];
   size_t alen;
   uint16_t port;
   uint8_t *v;
 
+  if (req->error_code != 0)
+    return FERRY_ERR_STATE;
   if (mapped == NULL)
     return FERRY_ERR_INVALID;
   if (mapped->sa_family == AF_INET) {
@@ -308,19 +360,25 @@ ferry_stun_build_binding_response(const uint8_t txid[FERRY_STUN_TXID_SIZE],
     return FERRY_ERR_INVALID;
   }
 
-  wr32(key, FERRY_STUN_MAGIC_COOKIE);
-  memcpy(key + 4, txid, FERRY_STUN_TXID_SIZE);
+  if (req->classic) {
+    memset(key, 0, sizeof key);
+  } else {
+    wr32(key, FERRY_STUN_MAGIC_COOKIE);
+    memcpy(key + 4, req->id + 4, FERRY_STUN_TXID_SIZE);
+  }
 
-  writer_header(&w, FERRY_STUN_BINDING_SUCCESS, txid);
-  v = writer_attr(&w, FERRY_STUN_ATTR_XOR_MAPPED_ADDRESS, 4 + alen);
+  writer_header(&w, FERRY_STUN_BINDING_SUCCESS, req);
+  v = writer_attr(
+      &w, req->classic ? FERRY_STUN_ATTR_MAPPED_ADDRESS : FERRY_STUN_ATTR_XOR_MAPPED_ADDRESS,
+      4 + alen);
   if (v != NULL) {
     v[1] = alen == 4 ? 0x01 : 0x02;
-    wr16(v + 2, port ^ (uint16_t)(FERRY_STUN_MAGIC_COOKIE >> 16));
+    wr16(v + 2, port ^ rd16(key));
     for (size_t i = 0; i < alen; i++)
       v[4 + i] = addr[i] ^ key[i];
   }
-  writer_software(&w, software);
-  return writer_finish(&w);
+  writer_software(&w, software, req->classic);
+  return writer_finish(&w, req->classic);
 }
 
 int
@@ -329,7 +387,6 @@ ferry_stun_build_error_response(const FerryStunRequest *req, const char *softwar
 {
   Writer w = {out, cap, 0, FALSE};
   const char *reason;
-  size_t rlen;
   uint8_t *v;
 
   if (req->error_code == 400)
@@ -338,52 +395,59 @@ ferry_stun_build_error_response(const FerryStunRequest *req, const char *softwar
     reason = "Unknown Attribute";
   else
     return FERRY_ERR_STATE;
-  rlen = strlen(reason);
 
-  writer_header(&w, FERRY_STUN_BINDING_ERROR, req->txid);
-  v = writer_attr(&w, FERRY_STUN_ATTR_ERROR_CODE, 4 + rlen);
+  writer_header(&w, FERRY_STUN_BINDING_ERROR, req);
+  v = writer_text_attr(&w, FERRY_STUN_ATTR_ERROR_CODE, 4, reason, req->classic);
   if (v != NULL) {
     v[2] = (uint8_t)(req->error_code / 100);
     v[3] = (uint8_t)(req->error_code % 100);
-    memcpy(v + 4, reason, rlen);
   }
   if (req->error_code == 420) {
     unsigned n = MIN(req->n_unknown, FERRY_STUN_MAX_UNKNOWN);
-    v = writer_attr(&w, FERRY_STUN_ATTR_UNKNOWN_ATTRIBUTES, 2 * (size_t)n);
-    for (unsigned i = 0; v != NULL && i < n; i++)
-      wr16(v + 2 * i, req->unknown[i]);
+    /* RFC 3489 wants a list of a multiple of 4 bytes: an odd one repeats
+     * its first type (FERRY_STUN_MAX_UNKNOWN is even, so it stays within
+     * the bound). */
+    unsigned listed = req->classic && n % 2 == 1 ? n + 1 : n;
+    v = writer_attr(&w, FERRY_STUN_ATTR_UNKNOWN_ATTRIBUTES, 2 * (size_t)listed);
+    for (unsigned i = 0; v != NULL && i < listed; i++)
+      wr16(v + 2 * i, req->unknown[i < n ? i : 0]);
   }
-  writer_software(&w, software);
-  return writer_finish(&w);
+  writer_software(&w, software, req->classic);
+  return writer_finish(&w, req->classic);
 }
 
 int
-ferry_stun_parse_binding_response(const uint8_t *buf, size_t len,
-                                  uint8_t txid[FERRY_STUN_TXID_SIZE],
+ferry_stun_parse_binding_response(const uint8_t *buf, size_t len, uint8_t id[FERRY_STUN_ID_SIZE],
                                   struct sockaddr_storage *mapped)
 {
   AttrIter it;
   const uint8_t *value;
   uint16_t type, vlen;
-  uint8_t key[16];
+  uint8_t key[FERRY_STUN_ID_SIZE];
+  gboolean classic = is_classic(buf, len);
   int r;
 
-  r = ferry_stun_message_check(buf, len);
+  r = check_framing(buf, len, classic);
   if (r < 0)
     return r;
   if (r != FERRY_STUN_BINDING_SUCCESS)
     return FERRY_ERR_INVALID;
-  memcpy(key, buf + 4, 16);
-  memcpy(txid, buf + 8, FERRY_STUN_TXID_SIZE);
+  memcpy(id, buf + 4, FERRY_STUN_ID_SIZE);
+  /* XOR-MAPPED-ADDRESS is keyed by cookie and transaction ID, which are
+   * header bytes 4..19; MAPPED-ADDRESS is XORed with nothing. */
+  if (classic)
+    memset(key, 0, sizeof key);
+  else
+    memcpy(key, buf + 4, sizeof key);
 
   attr_iter_init(&it, buf, len);
   while (attr_iter_next(&it, &type, &value, &vlen) > 0) {
     uint16_t port;
-    if (type != FERRY_STUN_ATTR_XOR_MAPPED_ADDRESS)
+    if (type != (classic ? FERRY_STUN_ATTR_MAPPED_ADDRESS : FERRY_STUN_ATTR_XOR_MAPPED_ADDRESS))
       continue;
     if (vlen < 4)
       return FERRY_ERR_INVALID;
-    port = rd16(value + 2) ^ (uint16_t)(FERRY_STUN_MAGIC_COOKIE >> 16);
+    port = rd16(value + 2) ^ rd16(key);
     memset(mapped, 0, sizeof *mapped);
     if (value[1] == 0x01 && vlen == 8) {
       struct sockaddr_in *sin = (struct sockaddr_in *)mapped;

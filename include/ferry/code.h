@@ -7,15 +7,15 @@
  * word is an error that names the nearest list word when one is clearly
  * meant. Everything here is pure (no I/O) and returns negative FerryErr
  * codes, so it can be fuzzed in isolation. */
-#ifndef FERRY_CORE_CODE_H
-#define FERRY_CORE_CODE_H
+#ifndef FERRY_CODE_H
+#define FERRY_CODE_H
 
 #include <stddef.h>
 #include <stdint.h>
 
 #include <ferry/error.h>
 
-#include "core/wordlist.h"
+#include <ferry/wordlist.h>
 
 G_BEGIN_DECLS
 
@@ -51,18 +51,18 @@ typedef struct {
  * libsodium's CSPRNG and nameplate 0. Returns 0, or FERRY_ERR_INVALID when
  * n_words is outside FERRY_CODE_MIN_WORDS..FERRY_CODE_MAX_WORDS, or
  * FERRY_ERR_CRYPTO when libsodium cannot be initialised. */
-int ferry_code_generate(FerryCode *code, unsigned n_words);
+FERRY_API int ferry_code_generate(FerryCode *code, unsigned n_words);
 
 /* Sets the nameplate the server allocated. Returns 0, or FERRY_ERR_INVALID
  * when it is outside 1..FERRY_NAMEPLATE_MAX. */
-int ferry_code_set_nameplate(FerryCode *code, uint32_t nameplate);
+FERRY_API int ferry_code_set_nameplate(FerryCode *code, uint32_t nameplate);
 
 /* Writes the canonical text of code into buf: "7-ocean-tiger-piano", or just
  * the words ("ocean-tiger-piano") while the nameplate is 0. Returns the
  * length (without the NUL), or FERRY_ERR_TOO_LONG when size is too small
  * (FERRY_CODE_TEXT_SIZE is always enough), or FERRY_ERR_INVALID for a code
  * that no parse or generate produced. */
-int ferry_code_format(const FerryCode *code, char *buf, size_t size);
+FERRY_API int ferry_code_format(const FerryCode *code, char *buf, size_t size);
 
 /* Parses what a person typed: case-insensitive, words separated by any
  * run of '-', ' ', '_', '.', surrounding whitespace ignored. text need not
@@ -74,24 +74,24 @@ int ferry_code_format(const FerryCode *code, char *buf, size_t size);
  *                       belongs in no code, an unknown word (diag names the
  *                       nearest word when there is one clear candidate),
  *                       or fewer than 2 / more than 8 words. */
-int ferry_code_parse(const char *text, size_t len, FerryCode *code, FerryCodeDiag *diag);
+FERRY_API int ferry_code_parse(const char *text, size_t len, FerryCode *code, FerryCodeDiag *diag);
 
 /* Index of word (len bytes, any case) in ferry_wordlist, or
  * FERRY_ERR_NOT_FOUND. */
-int ferry_word_lookup(const char *word, size_t len);
+FERRY_API int ferry_word_lookup(const char *word, size_t len);
 
 /* The list word nearest to word (any case) in Damerau-Levenshtein distance,
  * if it is at most 2 edits away and no other word is as near. Returns its
  * index, FERRY_ERR_NOT_FOUND when nothing is within 2 edits, or
  * FERRY_ERR_AMBIGUOUS when two or more words tie. */
-int ferry_word_nearest(const char *word, size_t len);
+FERRY_API int ferry_word_nearest(const char *word, size_t len);
 
 /* Optimal-string-alignment (restricted Damerau-Levenshtein) distance,
  * byte for byte: inserting, deleting or changing one letter, or swapping
  * two adjacent letters, costs one. Both strings must be at most
  * FERRY_WORD_DISTANCE_MAX bytes; for longer ones it returns UINT_MAX. */
 #define FERRY_WORD_DISTANCE_MAX 32
-unsigned ferry_word_distance(const char *a, size_t alen, const char *b, size_t blen);
+FERRY_API unsigned ferry_word_distance(const char *a, size_t alen, const char *b, size_t blen);
 
 G_END_DECLS
 

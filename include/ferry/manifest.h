@@ -16,8 +16,8 @@
  * issue callback asks for that. Every directory is opened relative to its
  * parent's fd with O_NOFOLLOW, so a directory swapped for a symlink during
  * the scan is reported, not followed. */
-#ifndef FERRY_CORE_MANIFEST_H
-#define FERRY_CORE_MANIFEST_H
+#ifndef FERRY_MANIFEST_H
+#define FERRY_MANIFEST_H
 
 #include <ferry/error.h>
 
@@ -84,35 +84,35 @@ typedef struct FerryScanner FerryScanner;
  * (FERRY_ERROR_NOT_FOUND, _INVALID, _UNSAFE_PATH, _AMBIGUOUS for two
  * arguments with one name) naming the argument; free the scanner with
  * ferry_scanner_free(). */
-FerryScanner *ferry_scanner_new(const char *const *paths, GError **error);
+FERRY_API FerryScanner *ferry_scanner_new(const char *const *paths, GError **error);
 
-void ferry_scanner_free(FerryScanner *scanner);
+FERRY_API void ferry_scanner_free(FerryScanner *scanner);
 
 /* Sets the function told of each issue (besides the list kept by
  * ferry_scanner_issues()); NULL means "skip and go on". */
-void ferry_scanner_set_issue_func(FerryScanner *scanner, FerryScanIssueFunc func,
-                                  gpointer user_data);
+FERRY_API void ferry_scanner_set_issue_func(FerryScanner *scanner, FerryScanIssueFunc func,
+                                            gpointer user_data);
 
 /* Produces the next entry into *entry_out (owned by the scanner, valid
  * until the next call). Reads at most one directory listing per call.
  * Returns 1 for an entry, 0 when the scan is over (and on every later
  * call), or the negative FerryErr code of an issue the issue function
  * chose to stop at (and the same code on every later call). */
-int ferry_scanner_next(FerryScanner *scanner, const FerryEntry **entry_out);
+FERRY_API int ferry_scanner_next(FerryScanner *scanner, const FerryEntry **entry_out);
 
 /* Counts of what has been produced so far. */
-const FerryScanTotals *ferry_scanner_totals(const FerryScanner *scanner);
+FERRY_API const FerryScanTotals *ferry_scanner_totals(const FerryScanner *scanner);
 
 /* The issues met so far, in order; *n_issues receives their number. Owned
  * by the scanner; the array may move on the next ferry_scanner_next(). */
-const FerryScanIssue *ferry_scanner_issues(const FerryScanner *scanner, guint *n_issues);
+FERRY_API const FerryScanIssue *ferry_scanner_issues(const FerryScanner *scanner, guint *n_issues);
 
 /* Opens a scanned file again for reading, later, without trusting that
  * nothing changed: source_dir and path as in its FerryEntry; every
  * component below source_dir is opened with O_NOFOLLOW, and the result
  * must still be a regular file. Returns an fd (O_RDONLY|O_CLOEXEC) the
  * caller closes, or -1 with error set. */
-int ferry_entry_open(const char *source_dir, const char *path, GError **error);
+FERRY_API int ferry_entry_open(const char *source_dir, const char *path, GError **error);
 
 G_END_DECLS
 

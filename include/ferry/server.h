@@ -4,10 +4,12 @@
  * /health and /metrics; beside it the STUN responder. It matches a sender
  * with its receivers by nameplate and relays their messages; it never sees
  * file bytes or the words of a code. */
-#ifndef FERRY_SERVER_SERVER_H
-#define FERRY_SERVER_SERVER_H
+#ifndef FERRY_SERVER_H
+#define FERRY_SERVER_H
 
 #include <glib.h>
+
+#include <ferry/error.h>
 
 typedef struct {
   char *listen;   /* "HOST:PORT", "[::]:PORT" or ":PORT" */
@@ -34,24 +36,24 @@ typedef struct {
 } FerryServerConfig;
 
 /* Fills cfg with the documented defaults (strings NULL = default). */
-void ferry_server_config_init(FerryServerConfig *cfg);
+FERRY_API void ferry_server_config_init(FerryServerConfig *cfg);
 
 typedef struct _FerryServer FerryServer;
 
 /* Creates the server and starts listening on the thread-default main
  * context. NULL with error set when an address is in use, a certificate
  * does not load or the store cannot be reached. cfg is copied. */
-FerryServer *ferry_server_new(const FerryServerConfig *cfg, GError **error);
+FERRY_API FerryServer *ferry_server_new(const FerryServerConfig *cfg, GError **error);
 
 /* The TCP port actually listened on (useful with port 0). */
-guint ferry_server_get_port(FerryServer *server);
+FERRY_API guint ferry_server_get_port(FerryServer *server);
 /* The STUN responder's UDP port, 0 if off. */
-guint ferry_server_get_stun_port(FerryServer *server);
+FERRY_API guint ferry_server_get_stun_port(FerryServer *server);
 
 /* Stops accepting, tells every client the server is going away, and calls
  * done once every connection is closed or drain_timeout has passed. */
-void ferry_server_drain(FerryServer *server, GSourceFunc done, gpointer user_data);
+FERRY_API void ferry_server_drain(FerryServer *server, GSourceFunc done, gpointer user_data);
 
-void ferry_server_free(FerryServer *server);
+FERRY_API void ferry_server_free(FerryServer *server);
 
 #endif

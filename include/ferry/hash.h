@@ -10,8 +10,8 @@
  * H(i) is the 32-byte SHA-256 of chunk i. The root names the content, the
  * chunking and the length at once, so two files agree on their root only
  * if every chunk does. */
-#ifndef FERRY_CORE_HASH_H
-#define FERRY_CORE_HASH_H
+#ifndef FERRY_HASH_H
+#define FERRY_HASH_H
 
 #include <stddef.h>
 #include <stdint.h>
