@@ -5,10 +5,11 @@
  *
  * `idle` opens N WebSocket connections to ws://HOST:PORT/v1 (at most
  * --inflight handshakes at a time, so a short listen backlog is not what is
- * measured), waits for every server's first message, holds them for
- * --settle-ms, then closes them. With --server-pid it reads the server's
- * VmRSS before, with all N held, and after they closed, and prints KiB per
- * idle connection.
+ * measured) and waits for every server's first message. After --settle-ms
+ * it prints a line with, given --server-pid, the server's VmRSS before and
+ * now (KiB per idle connection) and its CPU time per connection accepted;
+ * it holds them --hold-ms longer (another run can load the server
+ * meanwhile), closes them and prints the RSS once more.
  *
  * `pairs` runs N sender/receiver rendezvous, CONCURRENCY at a time: the
  * sender connects and asks for a nameplate, the receiver connects and
@@ -88,10 +89,13 @@ static struct {
   int epfd;
   GMainLoop *loop;
   GPtrArray *graveyard; /* Conns closed during an epoll batch */
+  GHashTable *conns;    /* every Conn not yet in the graveyard */
+  GHashTable *pairs;    /* every Pair that has not met */
   guint32 rng;
   int server_pid;
   int inflight_max;
   int settle_ms;
+  int hold_ms;
   double max_seconds;
 
   /* idle */
@@ -239,6 +243,7 @@ conn_destroy(Conn *c)
   close(c->fd);
   c->fd = -1;
   c->state = ST_DEAD;
+  g_hash_table_remove(g.conns, c);
   g_ptr_array_add(g.graveyard, c);
 }
 
@@ -260,6 +265,7 @@ conn_new(Role role, Pair *pair)
          g_strerror(errno));
   c->state = ST_CONNECTING;
   epoll_set(c, EPOLL_CTL_ADD, TRUE);
+  g_hash_table_add(g.conns, c);
   return c;
 }
 
@@ -414,7 +420,7 @@ pair_met(Pair *p)
     if (c != both[0] && !conn_flush(c))
       conn_destroy(c);
   }
-  g_free(p);
+  g_hash_table_remove(g.pairs, p);
   if (g.pairs_met == g.pairs_target ||
       (g.max_seconds > 0 && now - g.pairs_start_us > (gint64)(g.max_seconds * 1e6))) {
     pairs_finish();
@@ -699,40 +705,52 @@ on_epoll(int fd, GIOCondition cond, gpointer user_data)
 
 static long overflows_start;
 static int idle_n;
-static long idle_rss_before, idle_rss_held;
+static long idle_rss_before;
 static double idle_cpu_ms; /* the server's, to accept and greet them all */
 static gint64 idle_start_us, idle_done_us;
 
 static gboolean
 idle_after_close(gpointer user_data)
 {
-  long rss_closed = server_rss_kib();
-  double secs = (double)(idle_done_us - idle_start_us) / 1e6;
-
-  printf("idle conns=%d connect_s=%.2f conns_per_s=%.0f", idle_n, secs, idle_n / secs);
   if (g.server_pid > 0)
-    printf(" rss_before_kib=%ld rss_held_kib=%ld rss_closed_kib=%ld kib_per_conn=%.2f",
-           idle_rss_before, idle_rss_held, rss_closed,
-           (double)(idle_rss_held - idle_rss_before) / idle_n);
-  if (g.server_pid > 0)
-    printf(" server_cpu_us_per_conn=%.0f", idle_cpu_ms * 1000.0 / idle_n);
-  printf(" client_cpu_ms=%.0f listen_overflows=%ld\n", self_cpu_ms(),
-         tcpext_counter("ListenOverflows") - overflows_start);
+    printf("idle-closed rss_closed_kib=%ld\n", server_rss_kib());
   g_main_loop_quit(g.loop);
   return G_SOURCE_REMOVE;
 }
 
 static gboolean
-idle_hold_done(gpointer user_data)
+idle_close(gpointer user_data)
 {
-  idle_rss_held = server_rss_kib();
-  for (int i = 0; i < g.idle_target; i++) {
+  for (int i = 0; i < idle_n; i++) {
+    g_hash_table_remove(g.conns, g.idle_conns[i]);
     close(g.idle_conns[i]->fd);
     conn_free(g.idle_conns[i]);
   }
-  idle_n = g.idle_target;
   g.idle_target = 0;
   g_timeout_add(g.settle_ms, idle_after_close, NULL);
+  return G_SOURCE_REMOVE;
+}
+
+/* Every connection is open and greeted, and the server has had
+ * --settle-ms to finish its work: its RSS now is what they cost. The line
+ * is printed at once, so a script can load the server further while they
+ * are held (--hold-ms). */
+static gboolean
+idle_measure(gpointer user_data)
+{
+  long rss_held = server_rss_kib();
+  double secs = (double)(idle_done_us - idle_start_us) / 1e6;
+
+  idle_n = g.idle_target;
+  printf("idle conns=%d connect_s=%.2f conns_per_s=%.0f", idle_n, secs, idle_n / secs);
+  if (g.server_pid > 0)
+    printf(" rss_before_kib=%ld rss_held_kib=%ld kib_per_conn=%.2f server_cpu_us_per_conn=%.0f",
+           idle_rss_before, rss_held, (double)(rss_held - idle_rss_before) / idle_n,
+           idle_cpu_ms * 1000.0 / idle_n);
+  printf(" client_cpu_ms=%.0f listen_overflows=%ld\n", self_cpu_ms(),
+         tcpext_counter("ListenOverflows") - overflows_start);
+  fflush(stdout);
+  g_timeout_add(g.hold_ms, idle_close, NULL);
   return G_SOURCE_REMOVE;
 }
 
@@ -746,7 +764,7 @@ idle_fill(void)
   if (g.idle_welcomed == g.idle_target && idle_done_us == 0) {
     idle_done_us = g_get_monotonic_time();
     idle_cpu_ms += server_cpu_ms();
-    g_timeout_add(g.settle_ms, idle_hold_done, NULL);
+    g_timeout_add(g.settle_ms, idle_measure, NULL);
   }
 }
 
@@ -756,6 +774,7 @@ static void
 pair_start(void)
 {
   Pair *p = g_new0(Pair, 1);
+  g_hash_table_add(g.pairs, p);
   p->start_us = g_get_monotonic_time();
   g_snprintf(p->side_s, sizeof p->side_s, "%08xa", rng_next());
   g_snprintf(p->side_r, sizeof p->side_r, "%08xb", rng_next());
@@ -867,7 +886,7 @@ int
 main(int argc, char **argv)
 {
   char *proto = NULL;
-  int server_pid = 0, inflight = 128, settle_ms = 1000;
+  int server_pid = 0, inflight = 8, settle_ms = 1000, hold_ms = 0;
   double max_seconds = 0;
   GOptionEntry entries[] = {
       {"proto", 0, 0, G_OPTION_ARG_STRING, &proto,
@@ -875,9 +894,11 @@ main(int argc, char **argv)
       {"server-pid", 0, 0, G_OPTION_ARG_INT, &server_pid,
        "Read the server's RSS and CPU time from /proc/PID", "PID"},
       {"inflight", 0, 0, G_OPTION_ARG_INT, &inflight,
-       "idle: handshakes in progress at once (default 128)", "N"},
+       "idle: handshakes in progress at once (default 8: some servers' listen backlog is 10)", "N"},
       {"settle-ms", 0, 0, G_OPTION_ARG_INT, &settle_ms,
        "idle: wait before each RSS reading (default 1000)", "MS"},
+      {"hold-ms", 0, 0, G_OPTION_ARG_INT, &hold_ms,
+       "idle: keep the connections open this long after the RSS reading (default 0)", "MS"},
       {"max-seconds", 0, 0, G_OPTION_ARG_DOUBLE, &max_seconds,
        "pairs: stop after this long and report what met; idle: give up (default 60 for idle)", "S"},
       {NULL}};
@@ -908,8 +929,11 @@ main(int argc, char **argv)
   g.server_pid = server_pid;
   g.inflight_max = MAX(inflight, 1);
   g.settle_ms = MAX(settle_ms, 0);
+  g.hold_ms = MAX(hold_ms, 0);
   g.rng = (guint32)g_get_real_time() | 1;
   g.graveyard = g_ptr_array_new_with_free_func((GDestroyNotify)conn_free);
+  g.conns = g_hash_table_new(NULL, NULL);
+  g.pairs = g_hash_table_new_full(NULL, NULL, g_free, NULL);
   g.epfd = epoll_create1(EPOLL_CLOEXEC);
   g.loop = g_main_loop_new(NULL, FALSE);
   g_unix_fd_add(g.epfd, G_IO_IN, on_epoll, NULL);
@@ -941,6 +965,23 @@ main(int argc, char **argv)
       pair_start();
   }
   g_main_loop_run(g.loop);
+
+  /* Whatever is still in flight (pairs past the time limit, closing
+   * handshakes) is dropped. */
+  GHashTableIter it;
+  gpointer key;
+  g_hash_table_iter_init(&it, g.conns);
+  while (g_hash_table_iter_next(&it, &key, NULL)) {
+    close(((Conn *)key)->fd);
+    conn_free(key);
+  }
+  g_hash_table_destroy(g.conns);
+  g_hash_table_destroy(g.pairs);
+  g_ptr_array_free(g.graveyard, TRUE);
+  g_free(g.latency_ms);
+  g_free(g.idle_conns);
+  g_main_loop_unref(g.loop);
+  close(g.epfd);
   fflush(stdout);
   return 0;
 }

@@ -6,7 +6,7 @@ pkgs=(
   meson ninja-build pkg-config gcc clang libclang-rt-14-dev
   libglib2.0-dev libgnutls28-dev libsodium-dev
   libsoup-3.0-dev libjson-glib-dev libnice-dev libngtcp2-dev libngtcp2-crypto-gnutls-dev
-  python3-websockets
+  python3-websockets glib-networking openssl
   python3 coreutils coturn libhiredis-dev redis-server
 )
 missing=()

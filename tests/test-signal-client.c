@@ -3,91 +3,14 @@
  * resume after a cut connection, and a server that stops answering. */
 #include <signal.h>
 #include <string.h>
-#include <sys/prctl.h>
 
 #include <gio/gio.h>
 
 #include <ferry/error.h>
 
+#include "testutil.h"
+
 #include "net/signal-client.h"
-
-typedef struct {
-  GSubprocess *proc;
-  guint port;
-} Server;
-
-static void
-die_with_parent(gpointer data)
-{
-  prctl(PR_SET_PDEATHSIG, SIGKILL);
-}
-
-static void
-server_start(Server *srv, const char *listen, ...)
-{
-  GPtrArray *argv = g_ptr_array_new();
-  va_list ap;
-  const char *arg;
-  GError *error = NULL;
-
-  g_ptr_array_add(argv, (char *)g_getenv("FERRY_EXE"));
-  g_ptr_array_add(argv, "serve");
-  g_ptr_array_add(argv, "--listen");
-  g_ptr_array_add(argv, (char *)listen);
-  g_ptr_array_add(argv, "--no-stun");
-  va_start(ap, listen);
-  while ((arg = va_arg(ap, const char *)) != NULL)
-    g_ptr_array_add(argv, (char *)arg);
-  va_end(ap);
-  g_ptr_array_add(argv, NULL);
-  GSubprocessLauncher *l = g_subprocess_launcher_new(G_SUBPROCESS_FLAGS_STDOUT_PIPE);
-  /* a test that fails must not leave servers behind */
-  g_subprocess_launcher_set_child_setup(l, die_with_parent, NULL, NULL);
-  srv->proc = g_subprocess_launcher_spawnv(l, (const char *const *)argv->pdata, &error);
-  g_object_unref(l);
-  g_assert_no_error(error);
-  g_ptr_array_free(argv, TRUE);
-
-  GDataInputStream *in = g_data_input_stream_new(g_subprocess_get_stdout_pipe(srv->proc));
-  char *line = g_data_input_stream_read_line(in, NULL, NULL, &error);
-  g_assert_no_error(error);
-  g_assert_nonnull(line);
-  const char *p = strstr(line, "(port ");
-  g_assert_nonnull(p);
-  srv->port = (guint)g_ascii_strtoull(p + 6, NULL, 10);
-  g_free(line);
-  g_object_unref(in);
-}
-
-static void
-server_stop(Server *srv)
-{
-  g_subprocess_force_exit(srv->proc);
-  g_subprocess_wait(srv->proc, NULL, NULL);
-  g_clear_object(&srv->proc);
-}
-
-static char *
-server_url(guint port)
-{
-  return g_strdup_printf("http://127.0.0.1:%u", port);
-}
-
-static guint
-free_port(void)
-{
-  GSocket *s = g_socket_new(G_SOCKET_FAMILY_IPV4, G_SOCKET_TYPE_STREAM, 0, NULL);
-  GInetAddress *lo = g_inet_address_new_loopback(G_SOCKET_FAMILY_IPV4);
-  GSocketAddress *a = g_inet_socket_address_new(lo, 0);
-  g_assert_true(g_socket_bind(s, a, TRUE, NULL));
-  GSocketAddress *bound = g_socket_get_local_address(s, NULL);
-  guint port = g_inet_socket_address_get_port(G_INET_SOCKET_ADDRESS(bound));
-  g_object_unref(bound);
-  g_object_unref(a);
-  g_object_unref(lo);
-  g_object_unref(s);
-  return port;
-}
 
 /* What one client saw. */
 typedef struct {
@@ -158,18 +81,6 @@ has_state(Seen *s, FerrySignalClientState want, guint min_count)
   return n >= min_count;
 }
 
-/* Runs the default main context until pred holds or seconds pass. */
-#define WAIT_FOR(pred, seconds)                                                                    \
-  G_STMT_START                                                                                     \
-  {                                                                                                \
-    gint64 deadline_ = g_get_monotonic_time() + (seconds)*G_USEC_PER_SEC;                          \
-    while (!(pred) && g_get_monotonic_time() < deadline_)                                          \
-      g_main_context_iteration(NULL, FALSE) || (g_usleep(1000), 0);                                \
-    if (!(pred))                                                                                   \
-      g_error("timed out after %ds waiting for: %s", (int)(seconds), #pred);                       \
-  }                                                                                                \
-  G_STMT_END
-
 static FerrySignalClient *
 client_new(const char *url, Seen *seen)
 {
@@ -216,10 +127,10 @@ test_url_normalise(void)
 static void
 test_round_trip_and_verbatim_errors(void)
 {
-  Server srv;
+  TestServer srv;
   Seen a, b;
-  server_start(&srv, "127.0.0.1:0", NULL);
-  char *url = server_url(srv.port);
+  test_server_start(&srv, "127.0.0.1:0", NULL);
+  char *url = test_server_url(srv.port);
   FerrySignalClient *sender = client_new(url, &a);
   FerrySignalClient *receiver = client_new(url, &b);
 
@@ -253,18 +164,18 @@ test_round_trip_and_verbatim_errors(void)
   seen_clear(&a);
   seen_clear(&b);
   g_free(url);
-  server_stop(&srv);
+  test_server_stop(&srv);
 }
 
 static void
 test_reconnect_with_backoff(void)
 {
-  guint port = free_port();
-  char *url = server_url(port);
+  guint port = test_free_port();
+  char *url = test_server_url(port);
   char *listen = g_strdup_printf("127.0.0.1:%u", port);
   Seen a;
   FerrySignalClient *c = client_new(url, &a);
-  Server srv;
+  TestServer srv;
 
   ferry_signal_client_set_retry(c, 20, 50, 400);
   ferry_signal_client_start(c);
@@ -272,7 +183,7 @@ test_reconnect_with_backoff(void)
   g_assert_nonnull(strstr(a.last_error, "cannot connect to the server at ws://127.0.0.1:"));
   g_assert_false(has_state(&a, FERRY_SIGNAL_CLIENT_CONNECTED, 1));
 
-  server_start(&srv, listen, NULL);
+  test_server_start(&srv, listen, NULL);
   WAIT_FOR(has_state(&a, FERRY_SIGNAL_CLIENT_CONNECTED, 1), 10);
   /* attempts counted up while retrying */
   guint max_attempt = 0;
@@ -282,7 +193,7 @@ test_reconnect_with_backoff(void)
 
   ferry_signal_client_free(c);
   seen_clear(&a);
-  server_stop(&srv);
+  test_server_stop(&srv);
   g_free(url);
   g_free(listen);
 }
@@ -290,7 +201,7 @@ test_reconnect_with_backoff(void)
 static void
 test_gives_up(void)
 {
-  char *url = server_url(free_port());
+  char *url = test_server_url(test_free_port());
   Seen a;
   FerrySignalClient *c = client_new(url, &a);
 
@@ -308,10 +219,10 @@ test_gives_up(void)
 static void
 test_refusal_verbatim(void)
 {
-  Server srv;
+  TestServer srv;
   Seen a, b;
-  server_start(&srv, "127.0.0.1:0", "--ip-connect-rate", "1", NULL);
-  char *url = server_url(srv.port);
+  test_server_start(&srv, "127.0.0.1:0", "--ip-connect-rate", "1", NULL);
+  char *url = test_server_url(srv.port);
   FerrySignalClient *first = client_new(url, &a);
   FerrySignalClient *second = client_new(url, &b);
 
@@ -327,7 +238,7 @@ test_refusal_verbatim(void)
   seen_clear(&a);
   seen_clear(&b);
   g_free(url);
-  server_stop(&srv);
+  test_server_stop(&srv);
 }
 
 /* A TCP proxy whose connections the test can cut, as a network blink
@@ -399,13 +310,13 @@ proxy_stop(Proxy *p)
 static void
 test_resume_after_cut(void)
 {
-  Server srv;
+  TestServer srv;
   Proxy proxy;
   Seen a, b;
-  server_start(&srv, "127.0.0.1:0", NULL);
+  test_server_start(&srv, "127.0.0.1:0", NULL);
   proxy_start(&proxy, srv.port);
-  char *direct = server_url(srv.port);
-  char *via = server_url(proxy.port);
+  char *direct = test_server_url(srv.port);
+  char *via = test_server_url(proxy.port);
   FerrySignalClient *sender = client_new(direct, &a);
   FerrySignalClient *receiver = client_new(via, &b);
   ferry_signal_client_set_retry(receiver, 10, 50, 200);
@@ -438,16 +349,16 @@ test_resume_after_cut(void)
   proxy_stop(&proxy);
   g_free(direct);
   g_free(via);
-  server_stop(&srv);
+  test_server_stop(&srv);
 }
 
 static void
 test_detects_silent_server(void)
 {
-  Server srv;
+  TestServer srv;
   Seen a;
-  server_start(&srv, "127.0.0.1:0", NULL);
-  char *url = server_url(srv.port);
+  test_server_start(&srv, "127.0.0.1:0", NULL);
+  char *url = test_server_url(srv.port);
   FerrySignalClient *c = client_new(url, &a);
   ferry_signal_client_set_keepalive(c, 200);
   ferry_signal_client_set_retry(c, 50, 50, 100);
@@ -467,7 +378,7 @@ test_detects_silent_server(void)
   ferry_signal_client_free(c);
   seen_clear(&a);
   g_free(url);
-  server_stop(&srv);
+  test_server_stop(&srv);
 }
 
 int

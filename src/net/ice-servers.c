@@ -67,8 +67,8 @@ parse_hostport(const char *text, guint16 default_port, const char *what, const c
       port_text = end + 2;
     else if (end[1] != '\0')
       return ferry_set_error(error, FERRY_ERR_INVALID,
-                             "%s: unexpected '%s' after the IPv6 address; write %s", what,
-                             end + 1, form);
+                             "%s: unexpected '%s' after the IPv6 address; write %s", what, end + 1,
+                             form);
   } else {
     const char *colon = strchr(text, ':');
     if (colon != NULL && strchr(colon + 1, ':') != NULL)
@@ -81,14 +81,13 @@ parse_hostport(const char *text, guint16 default_port, const char *what, const c
       port_text = colon + 1;
     if (!valid_host(h))
       return ferry_set_error(error, FERRY_ERR_INVALID,
-                             "%s: '%s' is not a host name or IP address; write %s", what, h,
-                             form);
+                             "%s: '%s' is not a host name or IP address; write %s", what, h, form);
   }
   if (port_text != NULL) {
     if (!parse_port(port_text, port))
       return ferry_set_error(error, FERRY_ERR_INVALID,
-                             "%s: '%s' is not a port number (1-65535); write %s", what,
-                             port_text, form);
+                             "%s: '%s' is not a port number (1-65535); write %s", what, port_text,
+                             form);
   } else {
     *port = default_port;
   }
@@ -113,8 +112,7 @@ ferry_ice_stun_server_parse(const char *text, FerryIceStunServer *stun, GError *
   memset(stun, 0, sizeof *stun);
   if (has_prefix_ci(text, "stuns:"))
     return ferry_set_error(error, FERRY_ERR_INVALID,
-                           "%s: STUN over TLS (stuns:) is not supported; use stun:HOST:PORT",
-                           what);
+                           "%s: STUN over TLS (stuns:) is not supported; use stun:HOST:PORT", what);
   if (has_prefix_ci(text, "stun:")) {
     rest = text + 5;
     if (g_str_has_prefix(rest, "//"))
@@ -145,8 +143,8 @@ stun_server_free(gpointer p)
   g_free(p);
 }
 
-#define TURN_FORM                                                                        \
-  "turn:[USER:PASS@]HOST[:PORT][?transport=udp|tcp] or "                                 \
+#define TURN_FORM                                                                                  \
+  "turn:[USER:PASS@]HOST[:PORT][?transport=udp|tcp] or "                                           \
   "turns:[USER:PASS@]HOST[:PORT][?servername=NAME][&insecure=1]"
 
 /* One "key=value" of a TURN URL's query. */
@@ -170,17 +168,16 @@ turn_query_param(FerryIceTurnServer *turn, gboolean secure, const char *param, c
                                what);
       turn->transport = FERRY_ICE_TRANSPORT_UDP;
     } else {
-      return ferry_set_error(error, FERRY_ERR_INVALID,
-                             "%s: transport must be udp or tcp, not '%s'", what, value);
+      return ferry_set_error(error, FERRY_ERR_INVALID, "%s: transport must be udp or tcp, not '%s'",
+                             what, value);
     }
   } else if (g_ascii_strcasecmp(key, "servername") == 0) {
     if (!secure)
       return ferry_set_error(error, FERRY_ERR_INVALID,
-                             "%s: servername= only applies to TLS; use turns: or drop it",
-                             what);
+                             "%s: servername= only applies to TLS; use turns: or drop it", what);
     if (!valid_host(value))
-      return ferry_set_error(error, FERRY_ERR_INVALID,
-                             "%s: servername '%s' is not a host name", what, value);
+      return ferry_set_error(error, FERRY_ERR_INVALID, "%s: servername '%s' is not a host name",
+                             what, value);
     g_free(turn->servername);
     turn->servername = g_ascii_strdown(value, -1);
   } else if (g_ascii_strcasecmp(key, "insecure") == 0) {
@@ -192,12 +189,12 @@ turn_query_param(FerryIceTurnServer *turn, gboolean secure, const char *param, c
     else if (g_strcmp0(value, "0") == 0 || g_ascii_strcasecmp(value, "false") == 0)
       turn->insecure = FALSE;
     else
-      return ferry_set_error(error, FERRY_ERR_INVALID,
-                             "%s: insecure must be 1 or 0, not '%s'", what, value);
+      return ferry_set_error(error, FERRY_ERR_INVALID, "%s: insecure must be 1 or 0, not '%s'",
+                             what, value);
   } else {
     return ferry_set_error(error, FERRY_ERR_INVALID,
-                           "%s: unknown option '%s' (known: transport, servername, insecure)",
-                           what, key);
+                           "%s: unknown option '%s' (known: transport, servername, insecure)", what,
+                           key);
   }
   return TRUE;
 }
@@ -228,8 +225,8 @@ ferry_ice_turn_server_parse(const char *url, FerryIceTurnServer *turn, GError **
     rest = url + 5;
   } else {
     what = g_strdup_printf("TURN server '%s'", url);
-    return ferry_set_error(error, FERRY_ERR_INVALID, "%s: a TURN URL starts with turn: or turns:; write %s",
-                           what, TURN_FORM);
+    return ferry_set_error(error, FERRY_ERR_INVALID,
+                           "%s: a TURN URL starts with turn: or turns:; write %s", what, TURN_FORM);
   }
   turn->transport = secure ? FERRY_ICE_TRANSPORT_TLS : FERRY_ICE_TRANSPORT_UDP;
   if (g_str_has_prefix(rest, "//"))
@@ -411,8 +408,8 @@ add_ice_server(FerryIceConfig *config, JsonNode *node, guint index, GError **err
     for (guint i = 0; i < json_array_get_length(arr); i++) {
       JsonNode *u = json_array_get_element(arr, i);
       if (!JSON_NODE_HOLDS_VALUE(u) || json_node_get_value_type(u) != G_TYPE_STRING)
-        return ferry_set_error(error, FERRY_ERR_INVALID,
-                               "ice_servers[%u].urls[%u] is not a string", index, i);
+        return ferry_set_error(error, FERRY_ERR_INVALID, "ice_servers[%u].urls[%u] is not a string",
+                               index, i);
       g_ptr_array_add(list, (gpointer)json_node_get_string(u));
     }
   } else {
@@ -425,14 +422,14 @@ add_ice_server(FerryIceConfig *config, JsonNode *node, guint index, GError **err
   cred_node = json_object_get_member(obj, "credential");
   if (user_node != NULL && !JSON_NODE_HOLDS_NULL(user_node)) {
     if (!JSON_NODE_HOLDS_VALUE(user_node) || json_node_get_value_type(user_node) != G_TYPE_STRING)
-      return ferry_set_error(error, FERRY_ERR_INVALID,
-                             "ice_servers[%u].username is not a string", index);
+      return ferry_set_error(error, FERRY_ERR_INVALID, "ice_servers[%u].username is not a string",
+                             index);
     username = json_node_get_string(user_node);
   }
   if (cred_node != NULL && !JSON_NODE_HOLDS_NULL(cred_node)) {
     if (!JSON_NODE_HOLDS_VALUE(cred_node) || json_node_get_value_type(cred_node) != G_TYPE_STRING)
-      return ferry_set_error(error, FERRY_ERR_INVALID,
-                             "ice_servers[%u].credential is not a string", index);
+      return ferry_set_error(error, FERRY_ERR_INVALID, "ice_servers[%u].credential is not a string",
+                             index);
     credential = json_node_get_string(cred_node);
   }
 

@@ -16,6 +16,8 @@ struct _FerryIceTlsTunnel {
   GError *error;
   GList *links;
   gboolean freed;
+  FerryIceTlsFailedFunc on_failed;
+  gpointer user_data;
   GDestroyNotify done;
   gpointer done_data;
 };
@@ -64,14 +66,14 @@ link_finish(Link *link)
 }
 
 static void
-link_fail(Link *link, GError *error, const char *what)
+link_fail(Link *link, GError *error, gboolean tls)
 {
   FerryIceTlsTunnel *t = link->tunnel;
 
   if (!g_error_matches(error, G_IO_ERROR, G_IO_ERROR_CANCELLED)) {
     g_clear_error(&t->error);
-    g_set_error(&t->error, FERRY_ERROR, FERRY_ERROR_IO, "%s with TURN server %s failed: %s%s",
-                what, t->name, error->message,
+    g_set_error(&t->error, FERRY_ERROR, FERRY_ERROR_IO, "%s TURN server %s failed: %s%s",
+                tls ? "TLS with" : "connecting to", t->name, error->message,
                 g_error_matches(error, G_TLS_ERROR, G_TLS_ERROR_BAD_CERTIFICATE)
                     ? "; name the certificate's host with ?servername=, or add ?insecure=1 "
                       "only on a network you trust"
@@ -79,7 +81,13 @@ link_fail(Link *link, GError *error, const char *what)
     g_debug("%s", t->error->message);
   }
   g_error_free(error);
+  if (t->freed) {
+    link_finish(link); /* may free t */
+    return;
+  }
   link_finish(link);
+  if (t->links == NULL && t->error != NULL && t->on_failed != NULL)
+    t->on_failed(t, t->user_data);
 }
 
 static void
@@ -102,7 +110,7 @@ on_handshake(GObject *source, GAsyncResult *res, gpointer user_data)
   GError *error = NULL;
 
   if (!g_tls_connection_handshake_finish(G_TLS_CONNECTION(source), res, &error)) {
-    link_fail(link, error, "TLS");
+    link_fail(link, error, TRUE);
     return;
   }
   g_io_stream_splice_async(G_IO_STREAM(link->local), link->tls,
@@ -128,13 +136,13 @@ on_connected(GObject *source, GAsyncResult *res, gpointer user_data)
 
   link->remote = g_socket_client_connect_finish(G_SOCKET_CLIENT(source), res, &error);
   if (link->remote == NULL) {
-    link_fail(link, error, "connecting");
+    link_fail(link, error, FALSE);
     return;
   }
   identity = g_network_address_new(t->servername != NULL ? t->servername : t->host, t->port);
   link->tls = g_tls_client_connection_new(G_IO_STREAM(link->remote), identity, &error);
   if (link->tls == NULL) {
-    link_fail(link, error, "TLS");
+    link_fail(link, error, TRUE);
     return;
   }
   if (t->insecure)
@@ -197,6 +205,14 @@ ferry_ice_tls_tunnel_new(const FerryIceTurnServer *turn, GError **error)
   g_signal_connect(t->service, "incoming", G_CALLBACK(on_incoming), t);
   g_socket_service_start(t->service);
   return t;
+}
+
+void
+ferry_ice_tls_tunnel_set_failed_func(FerryIceTlsTunnel *tunnel, FerryIceTlsFailedFunc on_failed,
+                                     gpointer user_data)
+{
+  tunnel->on_failed = on_failed;
+  tunnel->user_data = user_data;
 }
 
 guint16

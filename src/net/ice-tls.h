@@ -16,11 +16,20 @@ G_BEGIN_DECLS
 
 typedef struct _FerryIceTlsTunnel FerryIceTlsTunnel;
 
+/* Called when a connection to the server failed and no other connection
+ * is open or under way: libnice will not notice (it waits for its TURN
+ * request to time out, or for ever when the connection was reset). */
+typedef void (*FerryIceTlsFailedFunc)(FerryIceTlsTunnel *tunnel, gpointer user_data);
+
 /* Listens on 127.0.0.1 on a free port for turn (host, port, servername,
  * insecure are copied). Returns NULL with FERRY_ERROR_IO if it cannot
  * listen, or if GIO has no TLS backend (glib-networking missing). Free with
  * ferry_ice_tls_tunnel_free(). */
 FerryIceTlsTunnel *ferry_ice_tls_tunnel_new(const FerryIceTurnServer *turn, GError **error);
+
+/* Sets (or with NULL clears) what to call when the server cannot be had. */
+void ferry_ice_tls_tunnel_set_failed_func(FerryIceTlsTunnel *tunnel,
+                                          FerryIceTlsFailedFunc on_failed, gpointer user_data);
 
 /* The local port libnice should connect to (on 127.0.0.1). */
 guint16 ferry_ice_tls_tunnel_get_port(FerryIceTlsTunnel *tunnel);

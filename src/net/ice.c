@@ -23,8 +23,8 @@
 #define COMPONENT 1
 
 typedef struct {
-  char *name;          /* canonical URL, for messages and FerryIcePath */
-  char *host;          /* what libnice is given (the tunnel's 127.0.0.1 for TLS) */
+  char *name; /* canonical URL, for messages and FerryIcePath */
+  char *host; /* what libnice is given (the tunnel's 127.0.0.1 for TLS) */
   guint16 port;
   NiceRelayType type;
   FerryIceTlsTunnel *tunnel;
@@ -35,12 +35,10 @@ struct _FerryIce {
   guint refs;
   gboolean closed;
 
-  FerryIceRole role;
   gboolean force_relay;
   gboolean ipv4, ipv6, include_loopback;
   guint timeout_ms;
-  FerryIceStunServer stun; /* host NULL: none */
-  GPtrArray *relays;       /* Relay* */
+  GPtrArray *relays; /* Relay* */
 
   NiceAgent *agent;
   guint stream_id;
@@ -65,6 +63,7 @@ struct _FerryIce {
   gboolean remote_eoc, remote_eoc_applied;
 
   NiceCandidate *sel_local, *sel_remote; /* copies, at READY */
+  const Relay *sel_relay;                /* our TURN server when sel_local is a relay */
   GError *failure;
   gboolean outcome_reported;
   gboolean taken;
@@ -126,7 +125,6 @@ ice_unref(FerryIce *ice)
   g_free(ice->pwd);
   g_free(ice->remote_ufrag);
   g_free(ice->remote_pwd);
-  ferry_ice_stun_server_clear(&ice->stun);
   g_main_context_unref(ice->ctx);
   g_free(ice);
 }
@@ -214,23 +212,27 @@ make_failure(FerryIce *ice, gboolean timed_out)
   g_string_append_printf(msg, ": tried %u local candidate%s (%s) and %u remote (%s)", n_local,
                          n_local == 1 ? "" : "s", local, ice->n_remote_total, remote);
   if (ice->remote_ufrag == NULL)
-    g_string_append(msg, "; the other peer's ICE credentials never arrived: is it still running?");
+    g_string_append(msg, "; the other peer's ICE credentials never arrived (is it still running?)");
   else if (ice->n_remote_total == 0)
-    g_string_append(msg, "; the other peer sent no candidates: is it still running?");
+    g_string_append(msg, "; the other peer sent no candidates (is it still running?)");
 
   if (ice->relays->len == 0) {
     g_string_append(msg, "; if one side is behind a strict firewall, use a TURN server "
                          "(--turn-server)");
   } else if (ice->n_local[FERRY_ICE_CANDIDATE_RELAY] == 0) {
+    gboolean explained = FALSE;
     g_string_append(msg, "; no relay candidate came from the TURN server");
     for (guint i = 0; i < ice->relays->len; i++) {
       Relay *r = ice->relays->pdata[i];
       const GError *terr = r->tunnel != NULL ? ferry_ice_tls_tunnel_get_error(r->tunnel) : NULL;
       g_string_append_printf(msg, "%s %s", i == 0 ? "" : ",", r->name);
-      if (terr != NULL)
+      if (terr != NULL) {
         g_string_append_printf(msg, " (%s)", terr->message);
+        explained = TRUE;
+      }
     }
-    g_string_append(msg, ": check its address, port and credentials");
+    if (!explained)
+      g_string_append(msg, ": check its address, port and credentials");
   } else {
     g_string_append(msg, "; the other peer could not reach our TURN relay either: check that "
                          "the TURN server lets peers reach each other");
@@ -252,6 +254,8 @@ set_failed(FerryIce *ice, gboolean timed_out)
   schedule_dispatch(ice);
 }
 
+static const Relay *relay_of(FerryIce *ice, const NiceCandidate *cand);
+
 static void
 set_ready(FerryIce *ice)
 {
@@ -263,6 +267,8 @@ set_ready(FerryIce *ice)
     return; /* READY always comes with a pair; wait for the next change if not */
   ice->sel_local = nice_candidate_copy(local);
   ice->sel_remote = nice_candidate_copy(remote);
+  if (local->type == NICE_CANDIDATE_TYPE_RELAYED)
+    ice->sel_relay = relay_of(ice, local);
   ice->state = FERRY_ICE_READY;
   ice->ready_us = g_get_monotonic_time();
   cancel_source(&ice->timer);
@@ -304,12 +310,16 @@ on_gathering_done(NiceAgent *agent, guint stream_id, gpointer data)
   if (stream_id != ice->stream_id)
     return;
   ice->gathering_done = TRUE;
+  /* Not one local candidate (a TURN server that refused us with
+   * force_relay): nothing can ever work, so say so now rather than at the
+   * timeout. libnice itself waits for the timeout in trickle mode. */
+  if (ice->n_local[0] + ice->n_local[1] + ice->n_local[2] + ice->n_local[3] == 0)
+    set_failed(ice, FALSE);
   schedule_dispatch(ice);
 }
 
 static void
-on_state_changed(NiceAgent *agent, guint stream_id, guint component_id, guint state,
-                 gpointer data)
+on_state_changed(NiceAgent *agent, guint stream_id, guint component_id, guint state, gpointer data)
 {
   FerryIce *ice = data;
 
@@ -359,6 +369,23 @@ add_local_addresses(FerryIce *ice)
   return added;
 }
 
+/* A turns: server cannot be reached. With only relays allowed and every
+ * one of them a TLS relay that failed, nothing is left to wait for. */
+static void
+on_tunnel_failed(FerryIceTlsTunnel *tunnel, gpointer data)
+{
+  FerryIce *ice = data;
+
+  if (!ice->force_relay || ice->n_local[FERRY_ICE_CANDIDATE_RELAY] > 0)
+    return;
+  for (guint i = 0; i < ice->relays->len; i++) {
+    Relay *r = ice->relays->pdata[i];
+    if (r->tunnel == NULL || ferry_ice_tls_tunnel_get_error(r->tunnel) == NULL)
+      return;
+  }
+  set_failed(ice, FALSE);
+}
+
 static gboolean
 add_relays(FerryIce *ice, const FerryIceConfig *config, GError **error)
 {
@@ -372,6 +399,7 @@ add_relays(FerryIce *ice, const FerryIceConfig *config, GError **error)
       r->tunnel = ferry_ice_tls_tunnel_new(turn, error);
       if (r->tunnel == NULL)
         return FALSE;
+      ferry_ice_tls_tunnel_set_failed_func(r->tunnel, on_tunnel_failed, ice);
       r->host = g_strdup("127.0.0.1");
       r->port = ferry_ice_tls_tunnel_get_port(r->tunnel);
       r->type = NICE_RELAY_TYPE_TURN_TCP;
@@ -384,8 +412,7 @@ add_relays(FerryIce *ice, const FerryIceConfig *config, GError **error)
     if (!nice_agent_set_relay_info(ice->agent, ice->stream_id, COMPONENT, r->host, r->port,
                                    turn->username, turn->credential, r->type))
       return ferry_set_error(error, FERRY_ERR_INVALID,
-                             "TURN server %s was refused by libnice; check its address",
-                             r->name);
+                             "TURN server %s was refused by libnice; check its address", r->name);
   }
   return TRUE;
 }
@@ -418,7 +445,6 @@ ferry_ice_new(const FerryIceConfig *config, GError **error)
   ice = g_new0(FerryIce, 1);
   ice->refs = 1;
   ice->ctx = g_main_context_ref_thread_default();
-  ice->role = config->role;
   ice->force_relay = config->force_relay;
   ice->ipv4 = config->ipv4;
   ice->ipv6 = config->ipv6;
@@ -427,12 +453,14 @@ ferry_ice_new(const FerryIceConfig *config, GError **error)
   ice->relays = g_ptr_array_new_with_free_func(relay_free);
   g_queue_init(&ice->out);
 
-  ice->agent = nice_agent_new_full(ice->ctx, NICE_COMPATIBILITY_RFC5245,
-                                   NICE_AGENT_OPTION_REGULAR_NOMINATION |
-                                       NICE_AGENT_OPTION_ICE_TRICKLE);
+  /* Consent freshness (RFC 7675) stays off, as it is construction-only: its
+   * checks need answers that a taken-over socket no longer gives. */
+  ice->agent =
+      nice_agent_new_full(ice->ctx, NICE_COMPATIBILITY_RFC5245,
+                          NICE_AGENT_OPTION_REGULAR_NOMINATION | NICE_AGENT_OPTION_ICE_TRICKLE);
   g_object_set(ice->agent, "controlling-mode", config->role == FERRY_ICE_CONTROLLING, "ice-tcp",
-               FALSE, "ice-udp", TRUE, "upnp", FALSE, "keepalive-conncheck", FALSE,
-               "consent-freshness", FALSE, "force-relay", config->force_relay, NULL);
+               FALSE, "ice-udp", TRUE, "upnp", FALSE, "keepalive-conncheck", FALSE, "force-relay",
+               config->force_relay, NULL);
   nice_agent_set_software(ice->agent, "ferry");
   for (guint i = 0; i < config->stun_servers->len; i++) {
     const FerryIceStunServer *stun = config->stun_servers->pdata[i];
@@ -440,8 +468,6 @@ ferry_ice_new(const FerryIceConfig *config, GError **error)
       g_debug("libnice uses one STUN server: ignoring %s:%u", stun->host, stun->port);
       continue;
     }
-    ice->stun.host = g_strdup(stun->host);
-    ice->stun.port = stun->port;
     g_object_set(ice->agent, "stun-server", stun->host, "stun-server-port", (guint)stun->port,
                  NULL);
   }
@@ -527,11 +553,10 @@ ferry_ice_start(FerryIce *ice, GError **error)
   if (ice->state != FERRY_ICE_NEW)
     return ferry_set_error(error, FERRY_ERR_STATE, "ICE was started already");
   if (add_local_addresses(ice) == 0)
-    return ferry_set_error(error, FERRY_ERR_IO,
-                           "no usable network address (%s%s%s): connect to a network%s",
-                           ice->ipv4 ? "IPv4" : "", ice->ipv4 && ice->ipv6 ? ", " : "",
-                           ice->ipv6 ? "IPv6" : "",
-                           ice->include_loopback ? "" : ", or allow loopback for a local test");
+    return ferry_set_error(
+        error, FERRY_ERR_IO, "no usable network address (%s%s%s): connect to a network%s",
+        ice->ipv4 ? "IPv4" : "", ice->ipv4 && ice->ipv6 ? ", " : "", ice->ipv6 ? "IPv6" : "",
+        ice->include_loopback ? "" : ", or allow loopback for a local test");
   ice->state = FERRY_ICE_CONNECTING;
   ice->start_us = g_get_monotonic_time();
   if (!nice_agent_gather_candidates(ice->agent, ice->stream_id)) {
@@ -560,8 +585,7 @@ valid_ice_chars(const char *s, gsize min, gsize max)
 }
 
 gboolean
-ferry_ice_set_remote_credentials(FerryIce *ice, const char *ufrag, const char *pwd,
-                                 GError **error)
+ferry_ice_set_remote_credentials(FerryIce *ice, const char *ufrag, const char *pwd, GError **error)
 {
   if (ufrag == NULL || pwd == NULL || !valid_ice_chars(ufrag, 4, 256) ||
       !valid_ice_chars(pwd, 22, 256))
@@ -728,7 +752,9 @@ to_gaddress(const NiceAddress *addr)
                                               : sizeof(struct sockaddr_in)));
 }
 
-/* The configured TURN server a local relay candidate came from. */
+/* The configured TURN server a local relay candidate came from. Only the
+ * agent's own candidate knows it: libnice 0.1.21's nice_candidate_copy()
+ * drops the link (and nice_candidate_relay_address() then crashes). */
 static const Relay *
 relay_of(FerryIce *ice, const NiceCandidate *cand)
 {
@@ -736,15 +762,14 @@ relay_of(FerryIce *ice, const NiceCandidate *cand)
   char ip[NICE_ADDRESS_STRING_LEN];
 
   nice_candidate_relay_address(cand, &server);
-  if (!nice_address_is_valid(&server))
-    return ice->relays->len > 0 ? ice->relays->pdata[0] : NULL;
   nice_address_to_string(&server, ip);
   for (guint i = 0; i < ice->relays->len; i++) {
     const Relay *r = ice->relays->pdata[i];
     if (r->port == nice_address_get_port(&server) && g_ascii_strcasecmp(r->host, ip) == 0)
       return r;
   }
-  return ice->relays->len > 0 ? ice->relays->pdata[0] : NULL;
+  /* A TURN server given by name: libnice resolved it, we did not. */
+  return ice->relays->len == 1 ? ice->relays->pdata[0] : NULL;
 }
 
 gboolean
@@ -761,10 +786,8 @@ ferry_ice_get_path(FerryIce *ice, FerryIcePath *path, GError **error)
                   path->remote_type == FERRY_ICE_CANDIDATE_RELAY;
   path->direct_socket = path->local_type != FERRY_ICE_CANDIDATE_RELAY &&
                         ice->sel_local->transport == NICE_CANDIDATE_TRANSPORT_UDP;
-  if (path->local_type == FERRY_ICE_CANDIDATE_RELAY) {
-    const Relay *r = relay_of(ice, ice->sel_local);
-    path->turn_server = r != NULL ? g_strdup(r->name) : NULL;
-  }
+  if (ice->sel_relay != NULL)
+    path->turn_server = g_strdup(ice->sel_relay->name);
   path->elapsed_ms = (ice->ready_us - ice->start_us) / 1000;
   return TRUE;
 }
@@ -791,8 +814,8 @@ ferry_ice_path_to_string(const FerryIcePath *path)
 {
   g_autofree char *l = address_string(path->local);
   g_autofree char *r = address_string(path->remote);
-  g_autofree char *via = path->turn_server != NULL ? g_strdup_printf(" via %s", path->turn_server)
-                                                   : g_strdup("");
+  g_autofree char *via =
+      path->turn_server != NULL ? g_strdup_printf(" via %s", path->turn_server) : g_strdup("");
 
   return g_strdup_printf("%s%s: %s %s <-> %s %s (UDP)", path->relayed ? "relayed" : "direct", via,
                          ferry_ice_candidate_type_to_string(path->local_type), l,
@@ -882,8 +905,8 @@ ferry_ice_send_batch(FerryIce *ice, const GOutputVector *datagrams, guint n, GEr
     msgs[i].buffers = (GOutputVector *)&datagrams[i];
     msgs[i].n_buffers = 1;
   }
-  sent = nice_agent_send_messages_nonblocking(ice->agent, ice->stream_id, COMPONENT, msgs, n,
-                                              NULL, &local);
+  sent = nice_agent_send_messages_nonblocking(ice->agent, ice->stream_id, COMPONENT, msgs, n, NULL,
+                                              &local);
   if (sent < 0) {
     if (g_error_matches(local, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK)) {
       g_error_free(local);
@@ -939,6 +962,12 @@ on_agent_closed(GObject *source, GAsyncResult *res, gpointer data)
   closer_tunnel_done(c);
 }
 
+static void
+discard_recv(NiceAgent *agent, guint stream_id, guint component_id, guint len, gchar *buf,
+             gpointer data)
+{
+}
+
 void
 ferry_ice_free_full(FerryIce *ice, GDestroyNotify done, gpointer done_data)
 {
@@ -953,8 +982,19 @@ ferry_ice_free_full(FerryIce *ice, GDestroyNotify done, gpointer done_data)
   cancel_source(&ice->dispatch);
   cancel_source(&ice->timer);
   g_signal_handlers_disconnect_by_data(ice->agent, ice);
-  if (ice->stream_id != 0)
-    nice_agent_attach_recv(ice->agent, ice->stream_id, COMPONENT, ice->ctx, NULL, NULL);
+  /* libnice must go on reading to see the TURN servers' answers to its
+   * deallocations, but ice is gone: drop what still comes. A taken socket
+   * stays the caller's (the deallocations then go unanswered and libnice
+   * gives up on them after about two seconds). */
+  if (!ice->taken)
+    nice_agent_attach_recv(ice->agent, ice->stream_id, COMPONENT, ice->ctx, discard_recv, NULL);
+
+  /* The tunnels outlive ice (libnice needs them to deallocate). */
+  for (guint i = 0; i < ice->relays->len; i++) {
+    Relay *r = ice->relays->pdata[i];
+    if (r->tunnel != NULL)
+      ferry_ice_tls_tunnel_set_failed_func(r->tunnel, NULL, NULL);
+  }
 
   c = g_new0(Closer, 1);
   c->agent = g_steal_pointer(&ice->agent);

@@ -77,8 +77,7 @@ char *ferry_ice_turn_server_to_string(const FerryIceTurnServer *turn);
 /* Parses a STUN server into *stun (clear with ferry_ice_stun_server_clear()).
  * Returns FALSE with FERRY_ERROR_INVALID naming the text and the accepted
  * forms. */
-gboolean ferry_ice_stun_server_parse(const char *text, FerryIceStunServer *stun,
-                                     GError **error);
+gboolean ferry_ice_stun_server_parse(const char *text, FerryIceStunServer *stun, GError **error);
 void ferry_ice_stun_server_clear(FerryIceStunServer *stun);
 
 /* What a FerryIce is made from. The caller embeds it: ferry_ice_config_init()
@@ -146,8 +145,10 @@ typedef struct {
   GInetSocketAddress *local;  /* for a local relay candidate: the address on the TURN server */
   GInetSocketAddress *remote; /* where our packets go */
   gboolean relayed;           /* either candidate is a relay: a TURN server carries the data */
-  gboolean direct_socket;     /* our side sends from a plain UDP socket: ferry_ice_take_socket() works */
-  char *turn_server; /* our TURN server in use (canonical URL), NULL when our side is not relayed */
+  gboolean
+      direct_socket; /* our side sends from a plain UDP socket: ferry_ice_take_socket() works */
+  char *turn_server; /* our TURN server in use (canonical URL); NULL when our side is not
+                      * relayed, or with several TURN servers given by name */
   gint64 elapsed_ms; /* from ferry_ice_start() to READY */
 } FerryIcePath;
 
@@ -166,14 +167,15 @@ typedef struct _FerryIce FerryIce;
 typedef void (*FerryIceCandidateFunc)(FerryIce *ice, const char *candidate, gpointer user_data);
 
 /* The outcome, called once: READY (see ferry_ice_get_path()) or FAILED with
- * error set (valid during the call). */
+ * error set (FERRY_ERROR_FAILED, valid during the call): "no working path
+ * between the two peers[ within T s]: tried N local candidates (2 host, 1
+ * srflx) and M remote (…); <the way out that fits>". */
 typedef void (*FerryIceOutcomeFunc)(FerryIce *ice, FerryIceState state, const GError *error,
                                     gpointer user_data);
 
 /* One datagram from the peer through the agent. data is valid during the
  * call only. */
-typedef void (*FerryIceRecvFunc)(FerryIce *ice, const guint8 *data, gsize len,
-                                 gpointer user_data);
+typedef void (*FerryIceRecvFunc)(FerryIce *ice, const guint8 *data, gsize len, gpointer user_data);
 
 /* A new agent for config (copied). Returns NULL with FERRY_ERROR_INVALID
  * for a contradictory config (force_relay without a TURN server, force_relay
@@ -231,6 +233,13 @@ gboolean ferry_ice_get_path(FerryIce *ice, FerryIcePath *path, GError **error);
  * *remote (may be NULL; the caller unrefs it) to the peer's address.
  * libnice keeps sending keepalives on it while ice lives, and the peer's
  * keepalives keep arriving: STUN packets, first byte 0-3, to be dropped.
+ *
+ * When: the controlling side may take it at READY. The controlled side
+ * reaches READY as soon as it answers the nominating check, while the
+ * controlling side may still need an answer to a check of its own: it is
+ * safest to take the socket once the first datagram from the peer came
+ * through the recv handler (proof that the peer is READY too).
+ *
  * Returns NULL without an error when the pair is not direct (our side is
  * relayed, see FerryIcePath.direct_socket): use ferry_ice_send() and the
  * recv handler then. Returns NULL with FERRY_ERROR_STATE before READY or
@@ -247,8 +256,7 @@ gboolean ferry_ice_send(FerryIce *ice, const void *buf, gsize len, GError **erro
 /* Sends up to n datagrams without blocking. Returns how many went out
  * (0 when the socket would block; try again later), or -1 with *error set
  * as ferry_ice_send() does. */
-gint ferry_ice_send_batch(FerryIce *ice, const GOutputVector *datagrams, guint n,
-                          GError **error);
+gint ferry_ice_send_batch(FerryIce *ice, const GOutputVector *datagrams, guint n, GError **error);
 
 /* Frees ice; no callback runs afterwards. TURN allocations are released
  * in the background: the libnice agent lives on until the TURN servers

@@ -46,9 +46,9 @@ typedef struct {
 /* The common head of every transport; implementations embed it first. */
 struct _FerryQuicTransport {
   const FerryQuicTransportVTable *vtable;
-  int fd;                     /* polled for POLLIN (and POLLOUT after -EAGAIN); -1: none */
-  gboolean can_gso;           /* send() takes several segments in one call */
-  gsize max_recv_datagram;    /* the largest datagram it can receive (>= 1200) */
+  int fd;                  /* polled for POLLIN (and POLLOUT after -EAGAIN); -1: none */
+  gboolean can_gso;        /* send() takes several segments in one call */
+  gsize max_recv_datagram; /* the largest datagram it can receive (>= 1200) */
   struct sockaddr_storage local, remote; /* the path as QUIC sees it */
   socklen_t local_len, remote_len;
 };

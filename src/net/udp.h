@@ -54,9 +54,8 @@ typedef struct {
  * the transport is freed — so the socket can be handed back to libnice.
  * Returns NULL with FERRY_ERROR_INVALID or FERRY_ERROR_IO when fd is not a
  * usable UDP socket. Give the result to ferry_quic_new(), which owns it. */
-FerryQuicTransport *ferry_udp_transport_new(int fd, const struct sockaddr *peer,
-                                            socklen_t peer_len, FerryUdpFlags flags,
-                                            GError **error);
+FerryQuicTransport *ferry_udp_transport_new(int fd, const struct sockaddr *peer, socklen_t peer_len,
+                                            FerryUdpFlags flags, GError **error);
 
 /* Sets where STUN datagrams go (func NULL: dropped). Call before the
  * transport is given to ferry_quic_new(). */

@@ -1,0 +1,208 @@
+/* The PAKE between a sender and a receiver over a real `ferry serve`, and
+ * the sealed channel after it: the right code gives both sides one key and
+ * a channel the server cannot read; a wrong code fails on both sides. */
+#include <string.h>
+
+#include <ferry/error.h>
+
+#include "net/peer-link.h"
+#include "testutil.h"
+
+typedef struct {
+  const char *name;
+  FerrySignalClient *sig;
+  FerryPeerLink *link;
+  const char *words;
+  char nameplate[16];
+  gboolean ready;
+  GError *error;
+  GPtrArray *secrets; /* texts received through the link */
+  GPtrArray *raw;     /* bodies as the server delivered them */
+} Side;
+
+static void
+on_ready(FerryPeerLink *link, gpointer data)
+{
+  ((Side *)data)->ready = TRUE;
+}
+
+static void
+on_failed(FerryPeerLink *link, const GError *error, gpointer data)
+{
+  Side *s = data;
+  g_assert_null(s->error);
+  s->error = g_error_copy(error);
+}
+
+static void
+on_secret(FerryPeerLink *link, const char *text, gsize len, gpointer data)
+{
+  g_assert_cmpuint(strlen(text), ==, len);
+  g_ptr_array_add(((Side *)data)->secrets, g_strdup(text));
+}
+
+static const FerryPeerLinkHandlers handlers = {on_ready, on_failed, on_secret};
+
+/* Signaling messages: the sender makes a link for each receiver that
+ * joins; every relayed body goes to the link. */
+static void
+on_message(FerrySignalClient *sig, JsonObject *msg, gpointer data)
+{
+  Side *s = data;
+  const char *type = json_object_get_string_member_with_default(msg, "type", "");
+
+  if (strcmp(type, "claimed") == 0) {
+    g_strlcpy(s->nameplate, json_object_get_string_member(msg, "nameplate"), sizeof s->nameplate);
+  } else if (strcmp(type, "joined") == 0) {
+    s->link = ferry_peer_link_new(sig, FERRY_PAKE_RECEIVER, "s",
+                                  json_object_get_string_member(msg, "peer"), s->nameplate,
+                                  s->words, &handlers, s);
+  } else if (strcmp(type, "peer-joined") == 0) {
+    const char *peer = json_object_get_string_member(msg, "peer");
+    s->link = ferry_peer_link_new(sig, FERRY_PAKE_SENDER, peer, peer, s->nameplate, s->words,
+                                  &handlers, s);
+    ferry_peer_link_start(s->link);
+  } else if (strcmp(type, "message") == 0) {
+    JsonNode *body = json_object_get_member(msg, "body");
+    g_ptr_array_add(s->raw, json_to_string(body, FALSE));
+    g_assert_nonnull(s->link);
+    g_assert_true(ferry_peer_link_handle(s->link, body));
+  }
+}
+
+static void
+side_init(Side *s, const char *name, const char *url, const char *words)
+{
+  GError *error = NULL;
+  memset(s, 0, sizeof *s);
+  s->name = name;
+  s->words = words;
+  s->secrets = g_ptr_array_new_with_free_func(g_free);
+  s->raw = g_ptr_array_new_with_free_func(g_free);
+  s->sig = ferry_signal_client_new(url, &error);
+  g_assert_no_error(error);
+  ferry_signal_client_set_handlers(s->sig, on_message, NULL, s);
+  ferry_signal_client_start(s->sig);
+}
+
+static void
+side_clear(Side *s)
+{
+  ferry_peer_link_free(s->link);
+  ferry_signal_client_free(s->sig);
+  g_clear_error(&s->error);
+  g_ptr_array_free(s->secrets, TRUE);
+  g_ptr_array_free(s->raw, TRUE);
+}
+
+static void
+pair_up(Side *sender, Side *receiver, const char *url, const char *sender_words,
+        const char *receiver_words)
+{
+  side_init(sender, "sender", url, sender_words);
+  ferry_signal_client_claim(sender->sig, 0);
+  WAIT_FOR(sender->nameplate[0] != '\0', 5);
+  side_init(receiver, "receiver", url, receiver_words);
+  g_strlcpy(receiver->nameplate, sender->nameplate, sizeof receiver->nameplate);
+  ferry_signal_client_join(receiver->sig, sender->nameplate);
+}
+
+static void
+test_right_code(void)
+{
+  TestServer srv;
+  Side a, b;
+  test_server_start(&srv, "127.0.0.1:0", NULL);
+  char *url = test_server_url(srv.port);
+
+  pair_up(&a, &b, url, "ocean-tiger-piano", "ocean-tiger-piano");
+  WAIT_FOR(a.ready && b.ready, 10);
+  g_assert_no_error(a.error);
+  g_assert_no_error(b.error);
+
+  guint8 ka[FERRY_LINK_KEY_LEN], kb[FERRY_LINK_KEY_LEN], other[FERRY_LINK_KEY_LEN];
+  g_assert_true(ferry_peer_link_derive_key(a.link, "ferry-v1 quic-auth", ka));
+  g_assert_true(ferry_peer_link_derive_key(b.link, "ferry-v1 quic-auth", kb));
+  g_assert_true(ferry_peer_link_derive_key(b.link, "something else", other));
+  g_assert_cmpmem(ka, sizeof ka, kb, sizeof kb);
+  g_assert_true(memcmp(ka, other, sizeof ka) != 0);
+
+  const char *cand = "a=candidate:1 1 UDP 2013266431 192.0.2.7 50000 typ host";
+  ferry_peer_link_send_secret(b.link, cand, strlen(cand));
+  ferry_peer_link_send_secret(a.link, "end-of-candidates", 17);
+  WAIT_FOR(a.secrets->len == 1 && b.secrets->len == 1, 5);
+  g_assert_cmpstr(a.secrets->pdata[0], ==, cand);
+  g_assert_cmpstr(b.secrets->pdata[0], ==, "end-of-candidates");
+  /* what the server relayed holds no address and no words */
+  for (guint i = 0; i < a.raw->len; i++) {
+    g_assert_null(strstr(a.raw->pdata[i], "192.0.2.7"));
+    g_assert_null(strstr(a.raw->pdata[i], "tiger"));
+  }
+  g_assert_nonnull(strstr(a.raw->pdata[a.raw->len - 1], "\"t\":\"box\""));
+
+  side_clear(&a);
+  side_clear(&b);
+  g_free(url);
+  test_server_stop(&srv);
+}
+
+static void
+test_wrong_code(void)
+{
+  TestServer srv;
+  Side a, b;
+  test_server_start(&srv, "127.0.0.1:0", NULL);
+  char *url = test_server_url(srv.port);
+
+  pair_up(&a, &b, url, "ocean-tiger-piano", "ocean-tiger-pilot");
+  WAIT_FOR(a.error != NULL && b.error != NULL, 10);
+  g_assert_false(a.ready);
+  g_assert_false(b.ready);
+  g_assert_error(a.error, FERRY_ERROR, FERRY_ERROR_AUTH);
+  g_assert_error(b.error, FERRY_ERROR, FERRY_ERROR_AUTH);
+  g_assert_nonnull(strstr(b.error->message, "the code did not match"));
+  g_assert_nonnull(strstr(a.error->message, "the code did not match"));
+  guint8 k[FERRY_LINK_KEY_LEN];
+  g_assert_false(ferry_peer_link_derive_key(a.link, "x", k));
+
+  side_clear(&a);
+  side_clear(&b);
+  g_free(url);
+  test_server_stop(&srv);
+}
+
+static void
+test_tampered_box(void)
+{
+  TestServer srv;
+  Side a, b;
+  test_server_start(&srv, "127.0.0.1:0", NULL);
+  char *url = test_server_url(srv.port);
+
+  pair_up(&a, &b, url, "ocean-tiger-piano", "ocean-tiger-piano");
+  WAIT_FOR(a.ready && b.ready, 10);
+  /* A box sealed under another key (as a server forging one would) */
+  JsonNode *forged =
+      json_from_string("{\"t\":\"box\",\"v\":1,\"n\":\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\","
+                       "\"c\":\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"}",
+                       NULL);
+  g_assert_true(ferry_peer_link_handle(a.link, forged));
+  json_node_unref(forged);
+  g_assert_error(a.error, FERRY_ERROR, FERRY_ERROR_CORRUPT);
+  g_assert_cmpuint(a.secrets->len, ==, 0);
+
+  side_clear(&a);
+  side_clear(&b);
+  g_free(url);
+  test_server_stop(&srv);
+}
+
+int
+main(int argc, char **argv)
+{
+  g_test_init(&argc, &argv, NULL);
+  g_test_add_func("/net/peer-link/right-code", test_right_code);
+  g_test_add_func("/net/peer-link/wrong-code", test_wrong_code);
+  g_test_add_func("/net/peer-link/tampered-box", test_tampered_box);
+  return g_test_run();
+}

@@ -1,0 +1,33 @@
+/* Helpers shared by the tests that start a real `ferry serve`. */
+#ifndef FERRY_TESTS_TESTUTIL_H
+#define FERRY_TESTS_TESTUTIL_H
+
+#include <gio/gio.h>
+
+typedef struct {
+  GSubprocess *proc;
+  guint port;
+} TestServer;
+
+/* Starts $FERRY_EXE serve --listen LISTEN --no-stun [ARGS…, NULL]; it dies
+ * with the test process. srv->port is the port it listens on. */
+void test_server_start(TestServer *srv, const char *listen, ...) G_GNUC_NULL_TERMINATED;
+void test_server_stop(TestServer *srv);
+/* "http://127.0.0.1:PORT"; free it. */
+char *test_server_url(guint port);
+/* A TCP port on 127.0.0.1 that was free a moment ago. */
+guint test_free_port(void);
+
+/* Runs the default main context until pred holds or seconds pass. */
+#define WAIT_FOR(pred, seconds)                                                                    \
+  G_STMT_START                                                                                     \
+  {                                                                                                \
+    gint64 deadline_ = g_get_monotonic_time() + (seconds)*G_USEC_PER_SEC;                          \
+    while (!(pred) && g_get_monotonic_time() < deadline_)                                          \
+      g_main_context_iteration(NULL, FALSE) || (g_usleep(1000), 0);                                \
+    if (!(pred))                                                                                   \
+      g_error("timed out after %ds waiting for: %s", (int)(seconds), #pred);                       \
+  }                                                                                                \
+  G_STMT_END
+
+#endif
