@@ -76,7 +76,6 @@ typedef struct Conn {
 struct Pair {
   Conn *s, *r;
   gint64 start_us;
-  gboolean met;
   char nameplate[16];
   char side_s[16], side_r[16];
 };
@@ -103,8 +102,7 @@ static struct {
   Conn **idle_conns;
 
   /* pairs */
-  int pairs_target, pairs_started, pairs_met, pairs_active, concurrency;
-  int closing;
+  int pairs_target, pairs_started, pairs_met, concurrency;
   double *latency_ms;
   gint64 pairs_start_us, pairs_end_us;
   gboolean stopping;
@@ -238,8 +236,6 @@ conn_destroy(Conn *c)
 {
   if (c->state == ST_DEAD)
     return;
-  if (c->state == ST_CLOSING)
-    g.closing--;
   close(c->fd);
   c->fd = -1;
   c->state = ST_DEAD;
@@ -362,7 +358,6 @@ ws_close(Conn *c)
     return;
   ws_send(c, 0x8, normal, sizeof normal);
   c->state = ST_CLOSING;
-  g.closing++;
 }
 
 /* --- a minimal JSON reader: a string member anywhere in the text --- */
@@ -403,9 +398,7 @@ static void
 pair_met(Pair *p)
 {
   gint64 now = g_get_monotonic_time();
-  p->met = TRUE;
   g.latency_ms[g.pairs_met++] = (double)(now - p->start_us) / 1000.0;
-  g.pairs_active--;
   Conn *both[2] = {p->s, p->r};
   for (int i = 0; i < 2; i++) {
     Conn *c = both[i];
@@ -417,6 +410,7 @@ pair_met(Pair *p)
     }
     ws_close(c);
     c->pair = NULL;
+    /* the sender is flushed by on_epoll once its message is handled */
     if (c != both[0] && !conn_flush(c))
       conn_destroy(c);
   }
@@ -779,7 +773,6 @@ pair_start(void)
   g_snprintf(p->side_s, sizeof p->side_s, "%08xa", rng_next());
   g_snprintf(p->side_r, sizeof p->side_r, "%08xb", rng_next());
   g.pairs_started++;
-  g.pairs_active++;
   p->s = conn_new(ROLE_SENDER, p);
 }
 

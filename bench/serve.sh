@@ -13,7 +13,8 @@
 #
 # A pair = a sender gets a nameplate, a receiver joins it, the receiver's
 # message reaches the sender; then both close. Targets (issue #3): at most
-# 20 KiB per idle connection, at least 2,000 pairs/s. Takes about 2.5 min.
+# 20 KiB per idle connection, at least 2,000 pairs/s. Takes 2–3 minutes
+# (IDLE_CONNECTIONS=N opens fewer idle connections, for a quicker look).
 set -eu
 cd "$(dirname "$0")/.."
 build=${1:-build}
@@ -53,7 +54,8 @@ trap 'exit 130' INT TERM
 wait_for() {
   local file=$1 expr=$2 secs=$3 pid=$4 v i
   for ((i = 0; i < secs * 10; i++)); do
-    v=$(sed -n "$expr" "$file" | head -n 1)
+    [ -d "$tmp" ] || return 1 # cleaned up: the script is ending
+    v=$(sed -n "$expr" "$file" 2>/dev/null | head -n 1)
     [ -n "$v" ] && { echo "$v"; return 0; }
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.1
@@ -66,6 +68,12 @@ wait_for() {
 # field NAME LINE: the value of NAME=value in a bench-serve line.
 field() { printf '%s\n' "$2" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
 median3() { printf '%s\n' "$@" | sort -g | sed -n 2p; }
+# med "V1 V2 V3": median3 of a space-separated list.
+med() {
+  local -a v
+  read -r -a v <<<"$1"
+  median3 "${v[@]}"
+}
 
 # Both servers log no line per connection (ferry --quiet, wormhole
 # --blur-usage below): what is timed is the rendezvous, not the log.
@@ -127,11 +135,10 @@ done
 # row NAME IDLE_LINE LOADED_LINE KEY: one line of the table.
 row() {
   local name=$1 idle=$2 loaded=$3 k=$4
-  # shellcheck disable=SC2086
   printf '%-16s %9s %11s %10s %10s %9s %11s %12s\n' "$name" \
     "$(field kib_per_conn "$idle")" "$(field server_cpu_us_per_conn "$idle")" \
-    "$(median3 ${runs[$k.64]})" "$(median3 ${runs[$k.8]})" "$(median3 ${cpu[$k.8]})" \
-    "$(median3 ${p99[$k.64]})" "$(field pairs_per_s "$loaded")"
+    "$(med "${runs[$k.64]}")" "$(med "${runs[$k.8]}")" "$(med "${cpu[$k.8]}")" \
+    "$(med "${p99[$k.64]}")" "$(field pairs_per_s "$loaded")"
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 
@@ -148,14 +155,19 @@ row "wormhole mailbox" "$worm_idle" "$worm_loaded" wormhole
 printf '%-16s %9s %11s %10s %10s %9s %11s %12s\n' "ferry/wormhole" \
   "$(ratio "$(field kib_per_conn "$ferry_idle")" "$(field kib_per_conn "$worm_idle")")" \
   "$(ratio "$(field server_cpu_us_per_conn "$ferry_idle")" "$(field server_cpu_us_per_conn "$worm_idle")")" \
-  "$(ratio "$(median3 ${runs[ferry.64]})" "$(median3 ${runs[wormhole.64]})")" \
-  "$(ratio "$(median3 ${runs[ferry.8]})" "$(median3 ${runs[wormhole.8]})")" \
-  "$(ratio "$(median3 ${cpu[ferry.8]})" "$(median3 ${cpu[wormhole.8]})")" \
-  "$(ratio "$(median3 ${p99[ferry.64]})" "$(median3 ${p99[wormhole.64]})")" \
+  "$(ratio "$(med "${runs[ferry.64]}")" "$(med "${runs[wormhole.64]}")")" \
+  "$(ratio "$(med "${runs[ferry.8]}")" "$(med "${runs[wormhole.8]}")")" \
+  "$(ratio "$(med "${cpu[ferry.8]}")" "$(med "${cpu[wormhole.8]}")")" \
+  "$(ratio "$(med "${p99[ferry.64]}")" "$(med "${p99[wormhole.64]}")")" \
   "$(ratio "$(field pairs_per_s "$ferry_loaded")" "$(field pairs_per_s "$worm_loaded")")"
+echo
+echo "KiB/idle: server RSS per idle connection; CPU us/conn: server CPU to accept one while the"
+echo "$idle_n are opened; pairs/s@N: N pairs in flight; CPU us/pr: server CPU per pair (8 in flight);"
+echo "the last column: pairs/s (8 in flight) while the $idle_n idle connections are held."
+echo "Last row: ferry divided by wormhole (lower is better for KiB, CPU and p99; higher for pairs/s)."
 
 kib=$(field kib_per_conn "$ferry_idle")
-pps=$(median3 ${runs[ferry.64]})
+pps=$(med "${runs[ferry.64]}")
 echo
 awk -v k="$kib" -v p="$pps" 'BEGIN {
   printf "target <= 20 KiB per idle connection: %s (%.1f)\n", (k <= 20 ? "met" : "MISSED"), k

@@ -116,7 +116,6 @@ struct _FerryQuic {
   guint8 *txbuf;
   gsize tx_pending_len, tx_pending_seg;
   gboolean tx_pending;
-  guint rx_since_write;
   guint8 close_pkt[1500];
   gsize close_len;
   gboolean hs_done, hs_announce;

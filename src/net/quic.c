@@ -8,7 +8,6 @@
 #include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
-#include <stdlib.h>
 
 #include <gnutls/crypto.h>
 
@@ -26,8 +25,8 @@
 #define GSO_MAX_BYTES     65000
 #define TXBUF_LEN         (GSO_MAX_BYTES + MAX_PKT)
 #define MAX_VECS          8
-#define SEND_BATCH_BUDGET 16   /* GSO batches before reading again */
-#define RECV_BUDGET       64 /* datagrams before writing (ACKs) */
+#define SEND_BATCH_BUDGET 16  /* GSO batches before reading again */
+#define RECV_BUDGET       256 /* datagrams before writing (ACKs) */
 #define SCID_LEN          16
 #define REASON_MAX        256
 #define INBOX_SLOTS       1024
@@ -524,7 +523,6 @@ write_packets(FerryQuic *q)
 /* ---- receiving ---- */
 
 static gboolean create_server_conn(FerryQuic *q, const guint8 *data, gsize len);
-static gboolean write_packets(FerryQuic *q);
 
 static void
 on_datagram(gpointer ctx, const guint8 *data, gsize len)
@@ -551,16 +549,8 @@ on_datagram(gpointer ctx, const guint8 *data, gsize len)
     return;
   }
   rv = ngtcp2_conn_read_pkt(q->conn, &q->path, NULL, data, len, q->rx_ts);
-  if (rv != 0) {
+  if (rv != 0)
     end_by_error(q, rv);
-    return;
-  }
-  static int every = -1;
-  if (every < 0) every = g_getenv("ACKN") ? atoi(g_getenv("ACKN")) : 0;
-  if (every > 0 && ++q->rx_since_write >= (guint)every) {
-    q->rx_since_write = 0;
-    write_packets(q);
-  }
 }
 
 static gboolean
