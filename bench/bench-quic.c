@@ -20,6 +20,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
 
 #include <ferry/error.h>
@@ -307,8 +308,7 @@ quic_sender(const Opts *o, int fd, const struct sockaddr_in *peer, FerryQuicInfo
   guint8 *buf = g_malloc(PIECE);
   gboolean ok;
 
-  for (gsize i = 0; i < PIECE; i++)
-    buf[i] = (guint8)g_random_int();
+  gnutls_rnd(GNUTLS_RND_NONCE, buf, PIECE);
   bench_init(&b, o);
   b.piece = g_bytes_new_take(buf, PIECE);
   q = quic_start(&b, FERRY_QUIC_CLIENT, fd, peer);
@@ -387,8 +387,7 @@ tcp_sender(const Opts *o, const struct sockaddr_in *addr, gboolean tls)
   gnutls_session_t s = NULL;
   guint64 left = o->bytes;
 
-  for (gsize i = 0; i < PIECE; i++)
-    buf[i] = (guint8)g_random_int();
+  gnutls_rnd(GNUTLS_RND_NONCE, buf, PIECE);
   if (connect(fd, (const struct sockaddr *)addr, sizeof(*addr)) != 0) {
     fprintf(stderr, "bench-quic: connect: %s\n", g_strerror(errno));
     return FALSE;
@@ -503,7 +502,7 @@ series(const Opts *o, Kind kind, const char *label)
   memcpy(sorted, mbps, sizeof(double) * o->runs);
   qsort(sorted, o->runs, sizeof(double), cmp_double);
   median = sorted[o->runs / 2];
-  printf("%-34s %6.0f MB/s  (runs: %s)\n", label, median, runs->str);
+  printf("%-40s %6.0f MB/s  (runs: %s)\n", label, median, runs->str);
   printf("  last run: %.2f s wall, CPU sender %.2f s (%.0f%%), receiver %.2f s (%.0f%%)\n", wall,
          scpu, 100 * scpu / wall, last.cpu, 100 * last.cpu / wall);
   if (kind == KIND_QUIC)
@@ -562,8 +561,8 @@ main(int argc, char **argv)
   printf("%.2f GiB over loopback per run; sender on CPU 0, receiver on CPU 1 (%ld CPUs); "
          "median of %u runs\n",
          (double)o.bytes / (1024.0 * 1024 * 1024), sysconf(_SC_NPROCESSORS_ONLN), o.runs);
-  label = g_strdup_printf("QUIC (ngtcp2, %s, %s%s):", ferry_quic_cc_name(o.cc),
-                          o.no_gso ? "no GSO" : "GSO", o.streams > 1 ? ", streams" : "");
+  label = g_strdup_printf("QUIC (ngtcp2, %s, %s, %u stream%s):", ferry_quic_cc_name(o.cc),
+                          o.no_gso ? "no GSO" : "GSO", o.streams, o.streams > 1 ? "s" : "");
   if (o.only == NULL || strcmp(o.only, "quic") == 0)
     quic = series(&o, KIND_QUIC, label);
   if (o.only == NULL || strcmp(o.only, "tls") == 0)
@@ -571,7 +570,7 @@ main(int argc, char **argv)
   if (o.only == NULL || strcmp(o.only, "tcp") == 0)
     tcp = series(&o, KIND_TCP, "plain TCP (no encryption):");
   if (quic > 0 && tls > 0)
-    printf("ratio QUIC / TLS-over-TCP:          %.2f\n", quic / tls);
+    printf("%-40s %6.2f\n", "ratio QUIC / TLS-over-TCP:", quic / tls);
   (void)tcp;
   return 0;
 }

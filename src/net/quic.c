@@ -20,19 +20,20 @@
  * IPv6 and UDP headers); path MTU discovery may settle lower. A GSO batch
  * holds up to GSO_MAX_SEGS of them and at most GSO_MAX_BYTES in all (one
  * UDP super-packet must stay under 64 KiB). */
-#define MAX_PKT           1452
-#define GSO_MAX_SEGS      64
-#define GSO_MAX_BYTES     65000
-#define TXBUF_LEN         (GSO_MAX_BYTES + MAX_PKT)
-#define MAX_VECS          8
-#define SEND_BATCH_BUDGET 16  /* GSO batches before reading again */
-#define RECV_BUDGET       256 /* datagrams before writing (ACKs) */
-#define SCID_LEN          16
-#define REASON_MAX        256
-#define INBOX_SLOTS       1024
-#define INBOX_SLOT        (FERRY_QUIC_CALLBACK_MAX_DATAGRAM + 4)
-#define CLOSE_REPEAT_NS   (10 * NGTCP2_MILLISECONDS)
-#define TLS_ALERT_NO_ALPN 120
+#define MAX_PKT            1452
+#define GSO_MAX_SEGS       64
+#define GSO_MAX_BYTES      65000
+#define TXBUF_LEN          (GSO_MAX_BYTES + MAX_PKT)
+#define MAX_VECS           8
+#define SEND_BATCH_BUDGET  16  /* GSO batches before reading again */
+#define RECV_BUDGET        256 /* datagrams before writing (ACKs) */
+#define SCID_LEN           16
+#define REASON_MAX         256
+#define INBOX_SLOTS        1024
+#define INBOX_SLOT         (FERRY_QUIC_CALLBACK_MAX_DATAGRAM + 4)
+#define CLOSE_REPEAT_NS    (10 * NGTCP2_MILLISECONDS)
+#define TLS_ALERT_NO_ALPN  120
+#define TLS_ALERT_INTERNAL 80
 
 static ngtcp2_tstamp
 now_ns(void)
@@ -106,6 +107,7 @@ ferry_quic_config_init(FerryQuicConfig *c, FerryQuicRole role)
   c->idle_timeout_ms = 30000;
   c->handshake_timeout_ms = 10000;
   c->keepalive_ms = 10000;
+  c->max_udp_payload = MAX_PKT;
 }
 
 gboolean
@@ -266,8 +268,10 @@ end_by_error(FerryQuic *q, int rv)
     return;
   }
   ngtcp2_connection_close_error_default(&ccerr);
-  if (rv == NGTCP2_ERR_CRYPTO && ngtcp2_conn_get_tls_alert(q->conn) != 0) {
+  if (rv == NGTCP2_ERR_CRYPTO) {
     guint8 alert = ngtcp2_conn_get_tls_alert(q->conn);
+    if (alert == 0)
+      alert = TLS_ALERT_INTERNAL;
     ngtcp2_connection_close_error_set_transport_error_tls_alert(&ccerr, alert, NULL, 0);
     end = FERRY_QUIC_END_HANDSHAKE;
     error = tls_alert_error(alert, FALSE, q->alpn);
@@ -422,8 +426,8 @@ write_one(FerryQuic *q, guint8 *dest, ngtcp2_tstamp ts)
       nvec = quic_stream_next(s, vec, MAX_VECS, &fin, &total);
       flags = NGTCP2_WRITE_STREAM_FLAG_MORE | (fin ? NGTCP2_WRITE_STREAM_FLAG_FIN : 0);
     }
-    n = ngtcp2_conn_writev_stream(q->conn, NULL, NULL, dest, MAX_PKT, &ndatalen, flags,
-                                  s != NULL ? s->id : -1, vec, nvec, ts);
+    n = ngtcp2_conn_writev_stream(q->conn, NULL, NULL, dest, q->cfg.max_udp_payload, &ndatalen,
+                                  flags, s != NULL ? s->id : -1, vec, nvec, ts);
     if (s != NULL && ndatalen >= 0) {
       quic_stream_advance(s, (gsize)ndatalen);
       q->stream_bytes_sent += (guint64)ndatalen;
@@ -504,7 +508,7 @@ write_packets(FerryQuic *q)
       }
       off += (gsize)n;
       nseg++;
-      if ((gsize)n < seg || nseg >= GSO_MAX_SEGS || off + MAX_PKT > limit)
+      if ((gsize)n < seg || nseg >= GSO_MAX_SEGS || off + q->cfg.max_udp_payload > limit)
         break;
     }
     if (off > 0) {
@@ -560,9 +564,7 @@ read_datagrams(FerryQuic *q)
   guint head, tail;
   guint8 *inbox;
 
-  if (q->state == ST_DONE)
-    return FALSE;
-  if (q->t->vtable->recv != NULL) {
+  if (q->t->vtable->recv != NULL && q->state != ST_DONE) {
     while (total < RECV_BUDGET && q->state != ST_DONE) {
       int n;
       q->rx_ts = now_ns();
@@ -985,7 +987,7 @@ fill_settings(FerryQuic *q, ngtcp2_settings *settings, ngtcp2_transport_params *
   ngtcp2_settings_default(settings);
   settings->initial_ts = now_ns();
   settings->cc_algo = cc_algo(q->cfg.cc);
-  settings->max_tx_udp_payload_size = MAX_PKT;
+  settings->max_tx_udp_payload_size = q->cfg.max_udp_payload;
   settings->handshake_timeout = (ngtcp2_duration)q->cfg.handshake_timeout_ms * NGTCP2_MILLISECONDS;
   if (g_getenv("FERRY_QUIC_DEBUG") != NULL)
     settings->log_printf = log_printf;
@@ -1238,11 +1240,14 @@ ferry_quic_new(const FerryQuicConfig *config, FerryQuicTransport *transport, GEr
   g_return_val_if_fail(config != NULL && transport != NULL, NULL);
   if (config->alpn == NULL || *config->alpn == '\0' || strlen(config->alpn) > 255 ||
       config->stream_send_buffer_bytes == 0 || config->idle_timeout_ms == 0 ||
-      config->handshake_timeout_ms == 0) {
+      config->handshake_timeout_ms == 0 || config->max_udp_payload < 1200 ||
+      config->max_udp_payload > MAX_PKT) {
     ferry_quic_transport_free(transport);
     ferry_set_error(error, FERRY_ERR_INVALID,
-                    "bad QUIC settings: the application protocol must be 1-255 bytes and the "
-                    "send buffer and timeouts above 0; start from ferry_quic_config_init()");
+                    "bad QUIC settings: the application protocol must be 1-255 bytes, the send "
+                    "buffer and timeouts above 0 and the datagram size 1200-%d bytes; start "
+                    "from ferry_quic_config_init()",
+                    MAX_PKT);
     return NULL;
   }
   q = g_new0(FerryQuic, 1);
@@ -1284,7 +1289,9 @@ ferry_quic_new(const FerryQuicConfig *config, FerryQuicTransport *transport, GEr
   }
   if (config->role == FERRY_QUIC_CLIENT && !create_client_conn(q, error))
     goto fail;
-  q->thread = g_thread_try_new("ferry-quic", conn_thread, q, error);
+  q->thread =
+      g_thread_try_new(config->role == FERRY_QUIC_SERVER ? "ferry-quic-srv" : "ferry-quic-cli",
+                       conn_thread, q, error);
   if (q->thread == NULL)
     goto fail;
   return q;
@@ -1458,7 +1465,7 @@ do_info(FerryQuic *q, gpointer data)
   info->cwnd_bytes = st.cwnd;
   info->bytes_in_flight = st.bytes_in_flight;
   info->pacing_rate_bps = (guint64)(st.pacing_rate * NGTCP2_SECONDS);
-  info->max_udp_payload = ngtcp2_conn_get_max_tx_udp_payload_size(q->conn);
+  info->max_udp_payload = ngtcp2_conn_get_path_max_tx_udp_payload_size(q->conn);
 }
 
 void

@@ -5,14 +5,15 @@
  * ferry_quic_new() and joined by ferry_quic_free(). That thread owns the
  * ngtcp2 connection, the TLS session and the transport: it reads datagrams
  * in batches, runs timers with nanosecond deadlines, and writes packets in
- * GSO batches; nothing on the packet path takes a lock, allocates, or wakes
- * another thread. Every callback below is called on that thread, so stream
- * data is handed over without a copy — a callback must not block for long
- * and must not call ferry_quic_free(). All other functions may be called
- * from any thread, callbacks included: calls that change something are
- * queued to the connection's thread (and wake it), queries that need the
- * connection run on it and wait for the answer. To get events onto a
- * GMainContext, g_main_context_invoke() from the callbacks.
+ * GSO batches; nothing on the packet path locks, allocates or wakes another
+ * thread per packet (the lock is taken once per loop turn). Every callback
+ * below is called on that thread, so stream data is handed over without a
+ * copy — a callback must not block for long and must not call
+ * ferry_quic_free(). All other functions may be called from any thread,
+ * callbacks included: calls that change something are queued to the
+ * connection's thread (and wake it), queries that need the connection run
+ * on it and wait for the answer. To get events onto a GMainContext,
+ * g_main_context_invoke() from the callbacks.
  *
  * Security. Certificates are throw-away and not checked: the TLS session
  * encrypts, the caller authenticates by binding its PAKE key to
@@ -105,6 +106,10 @@ typedef struct {
   guint idle_timeout_ms;          /* default 30000 */
   guint handshake_timeout_ms;     /* default 10000 */
   guint keepalive_ms;             /* PING after this much quiet; default 10000, 0: never */
+  /* The largest datagram we send (UDP payload), 1200-1452, default 1452;
+   * path MTU discovery may settle lower. Lower it for relayed paths, whose
+   * TURN framing needs room (36 bytes for a Send indication). */
+  gsize max_udp_payload;
   /* When TRUE, received bytes are credited back to the peer only by
    * ferry_quic_stream_consume(): a slow consumer pushes back. */
   gboolean manual_flow_control;
@@ -145,8 +150,9 @@ FerryQuic *ferry_quic_new(const FerryQuicConfig *config, FerryQuicTransport *tra
                           GError **error);
 
 /* Closes the connection if it is still open (as ferry_quic_close(q, 0,
- * "")), stops its thread and frees everything. Streams still held with a
- * reference stay valid as objects; writes to them fail. Never from a
+ * "")), stops its thread and frees everything; the closed callback may run
+ * during the call, on the connection's thread. Afterwards the only call
+ * allowed on its streams is ferry_quic_stream_unref(). Never from a
  * callback. */
 void ferry_quic_free(FerryQuic *q);
 
@@ -210,7 +216,8 @@ void ferry_quic_stream_finish(FerryQuicStream *s);
 void ferry_quic_stream_reset(FerryQuicStream *s, guint64 app_error_code);
 
 /* With manual_flow_control: n received bytes of s are dealt with, the peer
- * may send n more. */
+ * may send n more. Credit every byte stream_data delivered, even after the
+ * stream closed: they count against the connection's window too. */
 void ferry_quic_stream_consume(FerryQuicStream *s, gsize n);
 
 /* The QUIC stream ID, -1 while the stream waits to be opened. */

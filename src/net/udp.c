@@ -318,17 +318,18 @@ udp_free(FerryQuicTransport *t)
 {
   UdpTransport *u = (UdpTransport *)t;
 
-  if (u->flags & FERRY_UDP_CLOSE_FD) {
+  /* Put the options back even when closing: the descriptor may be a dup()
+   * of a socket someone else (libnice) goes on using, and socket options
+   * and file status flags are shared between duplicates. */
+  if (u->stats.gro)
+    setsockopt(t->fd, SOL_UDP, UDP_GRO, &u->orig_gro, sizeof(int));
+  if (u->have_mtu4)
+    setsockopt(t->fd, IPPROTO_IP, IP_MTU_DISCOVER, &u->orig_mtu4, sizeof(int));
+  if (u->have_mtu6)
+    setsockopt(t->fd, IPPROTO_IPV6, IPV6_MTU_DISCOVER, &u->orig_mtu6, sizeof(int));
+  fcntl(t->fd, F_SETFL, u->orig_fl);
+  if (u->flags & FERRY_UDP_CLOSE_FD)
     close(t->fd);
-  } else {
-    if (u->stats.gro)
-      setsockopt(t->fd, SOL_UDP, UDP_GRO, &u->orig_gro, sizeof(int));
-    if (u->have_mtu4)
-      setsockopt(t->fd, IPPROTO_IP, IP_MTU_DISCOVER, &u->orig_mtu4, sizeof(int));
-    if (u->have_mtu6)
-      setsockopt(t->fd, IPPROTO_IPV6, IPV6_MTU_DISCOVER, &u->orig_mtu6, sizeof(int));
-    fcntl(t->fd, F_SETFL, u->orig_fl);
-  }
   g_free(u->rx_bufs);
   g_free(u);
 }

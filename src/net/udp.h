@@ -49,9 +49,10 @@ typedef struct {
  * the datagrams go; NULL when fd is connected (its peer is used). The
  * socket is made non-blocking, given large buffers, GRO, and "probe" path
  * MTU discovery (DF set, kernel cache ignored: QUIC finds the MTU itself).
- * Without FERRY_UDP_CLOSE_FD the socket stays the caller's and the options
- * that would confuse a later owner (GRO, MTU discovery) are put back when
- * the transport is freed — so the socket can be handed back to libnice.
+ * When the transport is freed, the options that would confuse a later owner
+ * (GRO, MTU discovery, O_NONBLOCK) are put back — with or without
+ * FERRY_UDP_CLOSE_FD, as fd may be a dup() of libnice's socket — so the
+ * socket can be handed back to libnice.
  * Returns NULL with FERRY_ERROR_INVALID or FERRY_ERROR_IO when fd is not a
  * usable UDP socket. Give the result to ferry_quic_new(), which owns it. */
 FerryQuicTransport *ferry_udp_transport_new(int fd, const struct sockaddr *peer, socklen_t peer_len,
