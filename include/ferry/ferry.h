@@ -12,6 +12,7 @@
 #include <ferry/hash.h>
 #include <ferry/manifest.h>
 #include <ferry/server.h>
+#include <ferry/connection.h>
 
 G_BEGIN_DECLS
 

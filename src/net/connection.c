@@ -1,0 +1,1545 @@
+/* An authenticated connection to whoever holds a code (include/ferry/connection.h).
+ *
+ * One FerryConnection is made per sender–receiver pair and walks through:
+ * signaling (the receiver joins, the sender sees peer-joined) → the PAKE
+ * (net/peer-link.h) → ICE credentials and candidates through the link's
+ * sealed channel → ICE (net/ice.h) → QUIC over the selected pair (the
+ * sender is the QUIC client, the receiver the server) → the channel
+ * binding on QUIC stream 0 → handed to the caller. The wire format of each
+ * step is in docs/protocol.md §6 and §7.
+ *
+ * The QUIC layer runs its own thread; its callbacks only turn events into
+ * queue entries, and a GSource on the caller's main context delivers them
+ * in order. Until the binding is verified, application events are held. */
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include <ferry/code.h>
+#include <ferry/connection.h>
+
+#include "net/ice.h"
+#include "net/peer-link.h"
+#include "net/quic.h"
+#include "net/signal-client.h"
+#include "net/udp.h"
+
+#define AUTH_LABEL       "ferry-v1 quic-auth"
+#define EXPORTER_LABEL   "EXPORTER-ferry-v1-binding"
+#define AUTH_MAC_LEN     crypto_auth_hmacsha256_BYTES
+#define APP_ERR_AUTH     0x100 /* CONNECTION_CLOSE: the channel binding failed */
+#define MAX_EARLY        64    /* datagrams kept until QUIC exists */
+#define MAX_SECRET_LINES 256   /* sealed ICE messages accepted per attempt */
+#define ERR_FAILED       0     /* FERRY_ERROR_FAILED as a negated code */
+
+/* ---- options ------------------------------------------------------------ */
+
+void
+ferry_connect_options_init(FerryConnectOptions *o)
+{
+  memset(o, 0, sizeof *o);
+  o->include_loopback = TRUE;
+  o->max_failures = FERRY_CONNECT_DEFAULT_MAX_FAILURES;
+  o->code_words = FERRY_CODE_DEFAULT_WORDS;
+  o->max_receivers = 1;
+  o->connect_timeout_ms = FERRY_CONNECT_DEFAULT_TIMEOUT_MS;
+}
+
+/* The options as both sides keep them: copied, checked, shared by the
+ * listener and its connections (reference counted with g_rc_box). */
+typedef struct {
+  char *url;
+  GStrv ice_servers;
+  gboolean force_relay, no_relay, include_loopback;
+  guint max_failures, code_words, max_receivers;
+  FerryQuicCC cc;
+  guint64 conn_window, stream_window, max_streams;
+  guint ice_timeout_ms, hs_timeout_ms, idle_timeout_ms, connect_timeout_ms;
+} Opts;
+
+static void
+opts_clear(gpointer p)
+{
+  Opts *o = p;
+  g_free(o->url);
+  g_strfreev(o->ice_servers);
+}
+
+/* Builds an ICE config from the options plus a server's ice_servers. */
+static gboolean
+opts_ice_config(const Opts *o, FerryIceRole role, JsonNode *server_ice, FerryIceConfig *cfg,
+                GError **error)
+{
+  ferry_ice_config_init(cfg);
+  cfg->role = role;
+  cfg->force_relay = o->force_relay;
+  cfg->no_relay = o->no_relay;
+  cfg->include_loopback = o->include_loopback;
+  cfg->timeout_ms = o->ice_timeout_ms;
+  for (guint i = 0; o->ice_servers != NULL && o->ice_servers[i] != NULL; i++) {
+    const char *s = o->ice_servers[i];
+    gboolean ok = g_str_has_prefix(s, "turn:") || g_str_has_prefix(s, "turns:")
+                      ? ferry_ice_config_add_turn(cfg, s, NULL, NULL, error)
+                      : ferry_ice_config_add_stun(cfg, s, error);
+    if (!ok)
+      return FALSE;
+  }
+  if (server_ice != NULL && !ferry_ice_config_add_ice_servers(cfg, server_ice, error))
+    return FALSE;
+  return TRUE;
+}
+
+static Opts *
+opts_new(const FerryConnectOptions *in, GError **error)
+{
+  FerryConnectOptions defaults;
+  const char *url;
+  Opts *o;
+
+  if (in == NULL) {
+    ferry_connect_options_init(&defaults);
+    in = &defaults;
+  }
+  url = in->server_url != NULL ? in->server_url : g_getenv("FERRY_SERVER");
+  if (url == NULL || *url == '\0') {
+    ferry_set_error(error, FERRY_ERR_INVALID,
+                    "no ferry server given: pass its URL (--server https://HOST) or set "
+                    "FERRY_SERVER");
+    return NULL;
+  }
+  o = g_rc_box_new0(Opts);
+  o->url = ferry_signal_url_normalise(url, error);
+  o->ice_servers = g_strdupv((char **)in->ice_servers);
+  o->force_relay = in->force_relay;
+  o->no_relay = in->no_relay;
+  o->include_loopback = in->include_loopback;
+  o->max_failures = in->max_failures ? in->max_failures : FERRY_CONNECT_DEFAULT_MAX_FAILURES;
+  o->code_words = in->code_words ? in->code_words : FERRY_CODE_DEFAULT_WORDS;
+  o->max_receivers = in->max_receivers ? in->max_receivers : 1;
+  o->conn_window = in->conn_window_bytes;
+  o->stream_window = in->stream_window_bytes;
+  o->max_streams = in->max_incoming_streams;
+  o->ice_timeout_ms = in->ice_timeout_ms;
+  o->hs_timeout_ms = in->quic_handshake_timeout_ms;
+  o->idle_timeout_ms = in->quic_idle_timeout_ms;
+  o->connect_timeout_ms =
+      in->connect_timeout_ms ? in->connect_timeout_ms : FERRY_CONNECT_DEFAULT_TIMEOUT_MS;
+  o->cc = FERRY_QUIC_CC_BBR;
+  if (o->url == NULL)
+    goto fail;
+  if (in->congestion_control != NULL && !ferry_quic_cc_parse(in->congestion_control, &o->cc, error))
+    goto fail;
+  if (o->code_words < FERRY_CODE_MIN_WORDS || o->code_words > FERRY_CODE_MAX_WORDS) {
+    ferry_set_error(error, FERRY_ERR_INVALID, "a code has %d to %d words, not %u",
+                    FERRY_CODE_MIN_WORDS, FERRY_CODE_MAX_WORDS, o->code_words);
+    goto fail;
+  }
+  /* Let ICE judge the servers and the relay flags now, not after a join. */
+  {
+    FerryIceConfig cfg;
+    gboolean ok = opts_ice_config(o, FERRY_ICE_CONTROLLING, NULL, &cfg, error);
+    if (ok && o->force_relay && o->no_relay)
+      ok = ferry_set_error(error, FERRY_ERR_INVALID,
+                           "--force-relay and --no-relay contradict each other: give one");
+    ferry_ice_config_clear(&cfg);
+    if (!ok)
+      goto fail;
+  }
+  return o;
+fail:
+  g_rc_box_release_full(o, opts_clear);
+  return NULL;
+}
+
+/* ---- connection state --------------------------------------------------- */
+
+typedef enum {
+  EV_HANDSHAKE,
+  EV_OPENED,
+  EV_DATA,
+  EV_WRITABLE,
+  EV_STREAM_CLOSED,
+  EV_CLOSED,
+} EvKind;
+
+typedef struct {
+  EvKind kind;
+  FerryStream *s; /* a reference */
+  GBytes *data;
+  gboolean fin;
+  gboolean aborted;
+  guint64 code;
+  GError *error;
+} Ev;
+
+typedef enum {
+  CONN_SIGNALING, /* waiting for the server or the PAKE */
+  CONN_ICE,       /* the link is ready, ICE is looking for a path */
+  CONN_QUIC,      /* QUIC handshake and channel binding */
+  CONN_OPEN,      /* authenticated, handed over */
+  CONN_FAILED,
+} ConnState;
+
+struct _FerryStream {
+  gint ref;
+  FerryConnection *conn;
+  FerryQuicStream *qs;
+  FerryStreamHandlers h;
+  gpointer user_data;
+  gboolean auth;   /* stream 0: the channel binding */
+  gboolean closed; /* the closed event was delivered */
+};
+
+struct _FerryConnection {
+  Opts *opts;
+  gboolean sender;
+  ConnState state;
+  GMainContext *ctx;
+  gint64 started_us;
+
+  /* handshake */
+  FerryListener *listener; /* sender side: the listener that made us */
+  GTask *task;             /* receiver side */
+  FerrySignalClient *sig;  /* receiver side: ours; sender side: the listener's */
+  char *peer;              /* the server's name for the peer ("s", "r1") */
+  char *receiver_id;       /* "rN" */
+  char *nameplate;
+  char *words;
+  JsonNode *server_ice; /* ice_servers from claimed/joined */
+  FerryPeerLink *link;
+  FerryIce *ice;
+  guint n_secrets;
+  GPtrArray *early; /* GBytes: datagrams that came before QUIC */
+  GSource *timeout_source;
+  GSource *cancel_source;
+  GSource *free_source; /* deferred free after a failure */
+  GSource *sig_source;  /* receiver: frees the signaling client once it has left */
+
+  /* QUIC */
+  FerryQuic *quic;
+  gboolean direct;
+  FerryConnectionPath path;
+  guint8 auth_key[FERRY_LINK_KEY_LEN];
+  guint8 expect_mac[AUTH_MAC_LEN];
+  guint8 peer_mac[AUTH_MAC_LEN];
+  gsize peer_mac_len;
+  gboolean peer_mac_fin;
+  gboolean handshake_done;
+  gboolean mac_sent;
+  FerryStream *auth_stream;
+
+  /* events from the QUIC thread */
+  GMutex lock;
+  GQueue events; /* Ev*, under lock */
+  GSource *dispatch;
+  GQueue held;         /* Ev*: application events before delivery starts */
+  gboolean delivering; /* the caller has the connection */
+  gboolean closed_delivered;
+  GHashTable *streams; /* FerryStream* → NULL: the references conn holds */
+  FerryConnectionHandlers h;
+  gpointer user_data;
+};
+
+struct _FerryListener {
+  Opts *opts;
+  FerryListenerHandlers h;
+  gpointer user_data;
+  FerrySignalClient *sig;
+  FerryCode code;
+  char *code_text;
+  char *nameplate;
+  JsonNode *server_ice;
+  GHashTable *attempts; /* peer id → FerryConnection* under way */
+  guint failures;
+  gboolean stopping; /* no more joins accepted */
+  gboolean closed;   /* the closed handler ran */
+  GError *close_error;
+};
+
+static void conn_fail(FerryConnection *c, int code, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
+static void conn_free_internal(FerryConnection *c);
+static void listener_attempt_done(FerryListener *l, FerryConnection *c, const GError *error);
+
+static void
+drop_source(GSource **source)
+{
+  if (*source != NULL) {
+    g_source_destroy(*source);
+    g_clear_pointer(source, g_source_unref);
+  }
+}
+
+static void
+ev_free(Ev *e)
+{
+  if (e->s != NULL)
+    ferry_stream_unref(e->s);
+  if (e->data != NULL)
+    g_bytes_unref(e->data);
+  g_clear_error(&e->error);
+  g_free(e);
+}
+
+/* ---- streams ------------------------------------------------------------ */
+
+static FerryStream *
+stream_new(FerryConnection *c, FerryQuicStream *qs)
+{
+  FerryStream *s = g_new0(FerryStream, 1);
+  s->ref = 1;
+  s->conn = c;
+  s->qs = qs;
+  return s;
+}
+
+FerryStream *
+ferry_stream_ref(FerryStream *s)
+{
+  g_atomic_int_inc(&s->ref);
+  return s;
+}
+
+void
+ferry_stream_unref(FerryStream *s)
+{
+  if (s == NULL || !g_atomic_int_dec_and_test(&s->ref))
+    return;
+  if (s->qs != NULL)
+    ferry_quic_stream_unref(s->qs);
+  g_free(s);
+}
+
+void
+ferry_stream_set_handlers(FerryStream *s, const FerryStreamHandlers *h, gpointer user_data)
+{
+  if (h != NULL)
+    s->h = *h;
+  else
+    memset(&s->h, 0, sizeof s->h);
+  s->user_data = user_data;
+}
+
+gssize
+ferry_stream_write(FerryStream *s, const void *data, gsize len, GError **error)
+{
+  if (s->qs == NULL || s->closed || s->conn->quic == NULL) {
+    ferry_set_error(error, FERRY_ERR_STATE, "cannot write: the stream has ended");
+    return -1;
+  }
+  return ferry_quic_stream_write(s->qs, data, len, error);
+}
+
+void
+ferry_stream_finish(FerryStream *s)
+{
+  if (s->qs != NULL && !s->closed)
+    ferry_quic_stream_finish(s->qs);
+}
+
+void
+ferry_stream_reset(FerryStream *s, guint64 app_error_code)
+{
+  if (s->qs != NULL && !s->closed)
+    ferry_quic_stream_reset(s->qs, app_error_code);
+}
+
+gsize
+ferry_stream_get_queued(FerryStream *s)
+{
+  return s->qs != NULL ? ferry_quic_stream_get_queued(s->qs) : 0;
+}
+
+FerryConnection *
+ferry_stream_get_connection(FerryStream *s)
+{
+  return s->conn;
+}
+
+/* ---- QUIC callbacks: on the QUIC thread, they only queue ---------------- */
+
+static void
+post(FerryConnection *c, EvKind kind, FerryStream *s, GBytes *data, gboolean fin, gboolean aborted,
+     guint64 code, const GError *error)
+{
+  Ev *e = g_new0(Ev, 1);
+  e->kind = kind;
+  e->s = s != NULL ? ferry_stream_ref(s) : NULL;
+  e->data = data;
+  e->fin = fin;
+  e->aborted = aborted;
+  e->code = code;
+  e->error = error != NULL ? g_error_copy(error) : NULL;
+  g_mutex_lock(&c->lock);
+  g_queue_push_tail(&c->events, e);
+  g_mutex_unlock(&c->lock);
+  g_source_set_ready_time(c->dispatch, 0);
+}
+
+static void
+q_handshake_done(FerryQuic *q, gpointer data)
+{
+  post(data, EV_HANDSHAKE, NULL, NULL, FALSE, FALSE, 0, NULL);
+}
+
+static void
+q_stream_opened(FerryQuic *q, FerryQuicStream *qs, gpointer data)
+{
+  FerryConnection *c = data;
+  FerryStream *s = stream_new(c, ferry_quic_stream_ref(qs));
+  s->auth = ferry_quic_stream_get_id(qs) == 0;
+  ferry_quic_stream_set_user_data(qs, s);
+  post(c, EV_OPENED, s, NULL, FALSE, FALSE, 0, NULL);
+  ferry_stream_unref(s); /* the event holds it now; then conn->streams */
+}
+
+static void
+q_stream_data(FerryQuic *q, FerryQuicStream *qs, const guint8 *buf, gsize len, gboolean fin,
+              gpointer data)
+{
+  FerryStream *s = ferry_quic_stream_get_user_data(qs);
+  if (s != NULL)
+    post(data, EV_DATA, s, g_bytes_new(buf, len), fin, FALSE, 0, NULL);
+}
+
+static void
+q_stream_writable(FerryQuic *q, FerryQuicStream *qs, gpointer data)
+{
+  FerryStream *s = ferry_quic_stream_get_user_data(qs);
+  if (s != NULL)
+    post(data, EV_WRITABLE, s, NULL, FALSE, FALSE, 0, NULL);
+}
+
+static void
+q_stream_closed(FerryQuic *q, FerryQuicStream *qs, gboolean aborted, guint64 code, gpointer data)
+{
+  FerryStream *s = ferry_quic_stream_get_user_data(qs);
+  if (s != NULL)
+    post(data, EV_STREAM_CLOSED, s, NULL, FALSE, aborted, code, NULL);
+}
+
+static void
+q_closed(FerryQuic *q, const GError *error, gpointer data)
+{
+  post(data, EV_CLOSED, NULL, NULL, FALSE, FALSE, 0, error);
+}
+
+/* ---- the channel binding ------------------------------------------------ */
+
+/* MAC = HMAC-SHA-256(key = BLAKE2b(K, "ferry-v1 quic-auth"),
+ *                    "sender" or "receiver" ‖ TLS exporter (32 bytes)). */
+static void
+binding_mac(const guint8 key[FERRY_LINK_KEY_LEN], const char *role, const guint8 exporter[32],
+            guint8 out[AUTH_MAC_LEN])
+{
+  crypto_auth_hmacsha256_state st;
+  crypto_auth_hmacsha256_init(&st, key, FERRY_LINK_KEY_LEN);
+  crypto_auth_hmacsha256_update(&st, (const guint8 *)role, strlen(role));
+  crypto_auth_hmacsha256_update(&st, exporter, 32);
+  crypto_auth_hmacsha256_final(&st, out);
+  sodium_memzero(&st, sizeof st);
+}
+
+static void conn_authenticated(FerryConnection *c);
+
+/* Moves the binding on after any relevant event: send ours once the
+ * handshake is done and stream 0 exists, verify the peer's once its 32
+ * bytes and fin are in. */
+static void
+auth_progress(FerryConnection *c)
+{
+  GError *error = NULL;
+
+  if (c->state != CONN_QUIC || !c->handshake_done)
+    return;
+  if (!c->mac_sent) {
+    guint8 exporter[32], mine[AUTH_MAC_LEN];
+    if (!c->sender && c->auth_stream == NULL)
+      return; /* the receiver answers on the sender's stream 0 */
+    if (!ferry_quic_export_keying_material(c->quic, EXPORTER_LABEL, exporter, sizeof exporter,
+                                           &error)) {
+      conn_fail(c, FERRY_ERR_CRYPTO, "cannot bind the code to the QUIC connection: %s",
+                error->message);
+      g_error_free(error);
+      return;
+    }
+    binding_mac(c->auth_key, c->sender ? "sender" : "receiver", exporter, mine);
+    binding_mac(c->auth_key, c->sender ? "receiver" : "sender", exporter, c->expect_mac);
+    sodium_memzero(exporter, sizeof exporter);
+    if (c->sender) {
+      FerryStream *s = stream_new(c, NULL);
+      s->auth = TRUE;
+      s->qs = ferry_quic_stream_open(c->quic, s, &error);
+      if (s->qs == NULL) {
+        g_free(s);
+        conn_fail(c, ERR_FAILED, "the QUIC connection ended during authentication: %s",
+                  error->message);
+        g_error_free(error);
+        return;
+      }
+      c->auth_stream = s;
+      g_hash_table_add(c->streams, s);
+    }
+    if (ferry_quic_stream_write(c->auth_stream->qs, mine, sizeof mine, NULL) !=
+        (gssize)sizeof mine) {
+      conn_fail(c, ERR_FAILED, "the QUIC connection ended during authentication");
+      return;
+    }
+    ferry_quic_stream_finish(c->auth_stream->qs);
+    c->mac_sent = TRUE;
+  }
+  if (c->peer_mac_fin) {
+    if (c->peer_mac_len != AUTH_MAC_LEN || crypto_verify_32(c->peer_mac, c->expect_mac) != 0) {
+      ferry_quic_close(c->quic, APP_ERR_AUTH, "channel binding failed");
+      conn_fail(c, FERRY_ERR_AUTH,
+                "the other side could not prove it holds the code on this connection: someone "
+                "may be relaying or intercepting it; nothing was sent. Get a new code and try "
+                "again");
+      return;
+    }
+    conn_authenticated(c);
+  }
+}
+
+static void
+auth_data(FerryConnection *c, const guint8 *data, gsize len, gboolean fin)
+{
+  if (c->peer_mac_len > sizeof c->peer_mac || len > sizeof c->peer_mac - c->peer_mac_len) {
+    c->peer_mac_len = sizeof c->peer_mac + 1; /* too long: fails the check */
+  } else if (len > 0) {
+    memcpy(c->peer_mac + c->peer_mac_len, data, len);
+    c->peer_mac_len += len;
+  }
+  if (fin)
+    c->peer_mac_fin = TRUE;
+}
+
+/* ---- delivering events on the main context ------------------------------ */
+
+static GError *
+stream_error(gboolean aborted, guint64 code)
+{
+  if (!aborted)
+    return NULL;
+  return g_error_new(FERRY_ERROR, FERRY_ERROR_FAILED,
+                     "the stream was reset (application error %" G_GUINT64_FORMAT ")", code);
+}
+
+/* Delivers one application event to the caller's handlers. */
+static void
+deliver(FerryConnection *c, Ev *e)
+{
+  FerryStream *s = e->s;
+  switch (e->kind) {
+  case EV_OPENED:
+    if (c->h.stream_opened != NULL)
+      c->h.stream_opened(c, s, c->user_data);
+    else
+      ferry_quic_stream_reset(s->qs, 0);
+    break;
+  case EV_DATA: {
+    gsize len = 0;
+    const guint8 *p = g_bytes_get_data(e->data, &len);
+    if (s->h.data != NULL && !s->closed)
+      s->h.data(s, p, len, e->fin, s->user_data);
+    if (len > 0 && s->qs != NULL)
+      ferry_quic_stream_consume(s->qs, len);
+    break;
+  }
+  case EV_WRITABLE:
+    if (s->h.writable != NULL && !s->closed)
+      s->h.writable(s, s->user_data);
+    break;
+  case EV_STREAM_CLOSED: {
+    GError *error = stream_error(e->aborted, e->code);
+    if (!s->closed) {
+      s->closed = TRUE;
+      if (s->h.closed != NULL)
+        s->h.closed(s, error, s->user_data);
+    }
+    g_clear_error(&error);
+    g_hash_table_remove(c->streams, s);
+    break;
+  }
+  case EV_CLOSED:
+    if (!c->closed_delivered) {
+      c->closed_delivered = TRUE;
+      if (c->h.closed != NULL)
+        c->h.closed(c, e->error, c->user_data);
+    }
+    break;
+  case EV_HANDSHAKE:
+    break;
+  }
+}
+
+/* A QUIC event while authenticating: the binding's own events are used
+ * here. Returns FALSE for an application event the caller must get
+ * later. */
+static gboolean
+handle_auth_event(FerryConnection *c, Ev *e)
+{
+  switch (e->kind) {
+  case EV_HANDSHAKE:
+    c->handshake_done = TRUE;
+    auth_progress(c);
+    return TRUE;
+  case EV_OPENED:
+    if (!e->s->auth)
+      return FALSE;
+    if (!c->sender && c->auth_stream == NULL) {
+      c->auth_stream = e->s;
+      auth_progress(c);
+    }
+    return TRUE;
+  case EV_DATA:
+    if (!e->s->auth)
+      return FALSE;
+    {
+      gsize len = 0;
+      const guint8 *p = g_bytes_get_data(e->data, &len);
+      auth_data(c, p, len, e->fin);
+      if (len > 0)
+        ferry_quic_stream_consume(e->s->qs, len);
+    }
+    auth_progress(c);
+    return TRUE;
+  case EV_WRITABLE:
+    return e->s->auth;
+  case EV_STREAM_CLOSED:
+    if (!e->s->auth)
+      return FALSE;
+    if (e->aborted)
+      conn_fail(c, FERRY_ERR_AUTH,
+                "the other side gave up the authentication of the QUIC connection: check that "
+                "both sides use the same code");
+    return TRUE;
+  case EV_CLOSED: {
+    guint64 app = 0;
+    FerryQuicEnd end = ferry_quic_get_end(c->quic, &app);
+    if (end == FERRY_QUIC_END_PEER && app == APP_ERR_AUTH)
+      conn_fail(c, FERRY_ERR_AUTH,
+                "the other side refused this connection: it could not verify that we hold the "
+                "code on it (someone may be relaying or intercepting it); get a new code and try "
+                "again");
+    else
+      conn_fail(c, ERR_FAILED, "the QUIC connection to the other side failed: %s",
+                e->error != NULL ? e->error->message : "it was closed during the handshake");
+    return TRUE;
+  }
+  }
+  return FALSE;
+}
+
+/* Takes e: uses it, holds it for later, or frees it. */
+static void
+handle_event(FerryConnection *c, Ev *e)
+{
+  gboolean used = FALSE;
+
+  if (e->kind == EV_OPENED && e->s != NULL && !g_hash_table_contains(c->streams, e->s))
+    g_hash_table_add(c->streams, ferry_stream_ref(e->s));
+  if (e->s != NULL && e->s->auth && e->kind == EV_STREAM_CLOSED && c->state != CONN_QUIC) {
+    if (c->auth_stream == e->s)
+      c->auth_stream = NULL;
+    g_hash_table_remove(c->streams, e->s);
+    used = TRUE;
+  } else if (c->state == CONN_FAILED) {
+    if (e->kind == EV_STREAM_CLOSED)
+      g_hash_table_remove(c->streams, e->s);
+    used = TRUE;
+  } else if (c->state != CONN_OPEN || e->kind == EV_HANDSHAKE || (e->s != NULL && e->s->auth)) {
+    used = c->state == CONN_OPEN || handle_auth_event(c, e);
+  }
+  if (used) {
+    ev_free(e);
+  } else if (!c->delivering) {
+    g_queue_push_tail(&c->held, e);
+  } else {
+    deliver(c, e);
+    ev_free(e);
+  }
+}
+
+static gboolean
+dispatch_cb(gpointer data)
+{
+  FerryConnection *c = data;
+
+  g_source_set_ready_time(c->dispatch, -1);
+  while (c->delivering && !g_queue_is_empty(&c->held)) {
+    Ev *e = g_queue_pop_head(&c->held);
+    deliver(c, e);
+    ev_free(e);
+  }
+  for (;;) {
+    g_mutex_lock(&c->lock);
+    Ev *e = g_queue_pop_head(&c->events);
+    g_mutex_unlock(&c->lock);
+    if (e == NULL)
+      break;
+    handle_event(c, e);
+  }
+  return G_SOURCE_CONTINUE;
+}
+
+static gboolean
+dispatch_source_dispatch(GSource *source, GSourceFunc callback, gpointer data)
+{
+  return callback(data);
+}
+
+static GSourceFuncs dispatch_funcs = {NULL, NULL, dispatch_source_dispatch, NULL, NULL, NULL};
+
+/* ---- making and freeing ------------------------------------------------- */
+
+static FerryConnection *
+conn_new(Opts *opts, gboolean sender)
+{
+  FerryConnection *c = g_new0(FerryConnection, 1);
+  c->opts = g_rc_box_acquire(opts);
+  c->sender = sender;
+  c->ctx = g_main_context_ref_thread_default();
+  c->started_us = g_get_monotonic_time();
+  g_mutex_init(&c->lock);
+  g_queue_init(&c->events);
+  g_queue_init(&c->held);
+  c->streams = g_hash_table_new_full(NULL, NULL, (GDestroyNotify)ferry_stream_unref, NULL);
+  c->early = g_ptr_array_new_with_free_func((GDestroyNotify)g_bytes_unref);
+  c->dispatch = g_source_new(&dispatch_funcs, sizeof(GSource));
+  g_source_set_callback(c->dispatch, dispatch_cb, c, NULL);
+  g_source_set_name(c->dispatch, "ferry connection events");
+  g_source_attach(c->dispatch, c->ctx);
+  return c;
+}
+
+/* Frees everything of the handshake that an open connection no longer
+ * needs. */
+static void
+conn_drop_handshake(FerryConnection *c)
+{
+  drop_source(&c->timeout_source);
+  drop_source(&c->cancel_source);
+  g_clear_pointer(&c->link, ferry_peer_link_free);
+  if (c->sender)
+    c->sig = NULL;
+  g_clear_pointer(&c->server_ice, json_node_unref);
+  g_clear_pointer(&c->words, g_free);
+  g_ptr_array_set_size(c->early, 0);
+}
+
+static void
+conn_free_internal(FerryConnection *c)
+{
+  drop_source(&c->free_source);
+  drop_source(&c->sig_source);
+  conn_drop_handshake(c);
+  g_clear_pointer(&c->sig, ferry_signal_client_free);
+  if (c->quic != NULL)
+    ferry_quic_free(c->quic); /* joins its thread: no callback after this */
+  c->quic = NULL;
+  g_clear_pointer(&c->ice, ferry_ice_free);
+  g_source_destroy(c->dispatch);
+  g_source_unref(c->dispatch);
+  g_queue_clear_full(&c->events, (GDestroyNotify)ev_free);
+  g_queue_clear_full(&c->held, (GDestroyNotify)ev_free);
+  g_hash_table_destroy(c->streams);
+  g_ptr_array_free(c->early, TRUE);
+  g_clear_object(&c->task);
+  sodium_memzero(c->auth_key, sizeof c->auth_key);
+  g_free(c->peer);
+  g_free(c->receiver_id);
+  g_free(c->nameplate);
+  g_mutex_clear(&c->lock);
+  g_main_context_unref(c->ctx);
+  g_rc_box_release_full(c->opts, opts_clear);
+  g_free(c);
+}
+
+static gboolean
+deferred_free(gpointer data)
+{
+  FerryConnection *c = data;
+  g_clear_pointer(&c->free_source, g_source_unref);
+  conn_free_internal(c);
+  return G_SOURCE_REMOVE;
+}
+
+/* The attempt is over without a connection: tell whoever waits, once,
+ * and free everything from the main loop (we may be inside a callback of
+ * the link, ICE or the signaling client). */
+static void
+conn_fail(FerryConnection *c, int code, const char *fmt, ...)
+{
+  GError *error;
+  va_list ap;
+
+  if (c->state == CONN_FAILED || c->state == CONN_OPEN)
+    return;
+  c->state = CONN_FAILED;
+  va_start(ap, fmt);
+  char *msg = g_strdup_vprintf(fmt, ap);
+  va_end(ap);
+  error = g_error_new_literal(FERRY_ERROR, -code, msg);
+  g_free(msg);
+  g_debug("connection to %s failed: %s", c->peer ? c->peer : "the sender", error->message);
+  drop_source(&c->timeout_source);
+  if (c->quic != NULL)
+    ferry_quic_close(c->quic, code == FERRY_ERR_AUTH ? APP_ERR_AUTH : 1, "giving up");
+  if (c->listener != NULL) {
+    listener_attempt_done(c->listener, c, error);
+  } else if (c->task != NULL) {
+    GTask *task = g_steal_pointer(&c->task);
+    g_task_return_error(task, error);
+    g_object_unref(task);
+    error = NULL;
+  }
+  g_clear_error(&error);
+  /* A receiver leaves the session first, so that its place is free for
+   * the next try at once; "left" (or 1 s) then frees everything. */
+  if (!c->sender && c->sig != NULL) {
+    ferry_signal_client_leave(c->sig);
+    c->free_source = g_timeout_source_new(1000);
+  } else {
+    c->free_source = g_idle_source_new();
+  }
+  g_source_set_callback(c->free_source, deferred_free, c, NULL);
+  g_source_attach(c->free_source, c->ctx);
+}
+
+static void
+conn_cancel_error(FerryConnection *c)
+{
+  if (c->state == CONN_FAILED || c->state == CONN_OPEN)
+    return;
+  if (c->task != NULL) {
+    GTask *task = g_steal_pointer(&c->task);
+    g_task_return_new_error(task, G_IO_ERROR, G_IO_ERROR_CANCELLED,
+                            "connecting to the sender was cancelled");
+    g_object_unref(task);
+  }
+  conn_fail(c, ERR_FAILED, "cancelled");
+}
+
+static gboolean
+on_timeout(gpointer data)
+{
+  FerryConnection *c = data;
+  g_clear_pointer(&c->timeout_source, g_source_unref);
+  const char *where = c->state == CONN_SIGNALING ? "the code exchange (PAKE) with the other side"
+                      : c->state == CONN_ICE     ? "finding a network path (ICE)"
+                                                 : "the QUIC handshake";
+  conn_fail(c, ERR_FAILED,
+            "no connection within %.0f s: stuck in %s; check that the other side is still "
+            "running and try again",
+            c->opts->connect_timeout_ms / 1000.0, where);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+conn_start_timer(FerryConnection *c)
+{
+  c->timeout_source = g_timeout_source_new(c->opts->connect_timeout_ms);
+  g_source_set_callback(c->timeout_source, on_timeout, c, NULL);
+  g_source_attach(c->timeout_source, c->ctx);
+}
+
+/* The binding verified: the connection is the caller's now. */
+static void
+conn_authenticated(FerryConnection *c)
+{
+  c->state = CONN_OPEN;
+  c->path.connect_ms = (g_get_monotonic_time() - c->started_us) / 1000;
+  if (!c->sender && c->sig != NULL)
+    ferry_signal_client_leave(c->sig);
+  conn_drop_handshake(c);
+  sodium_memzero(c->auth_key, sizeof c->auth_key);
+  if (c->listener != NULL) {
+    FerryListener *l = c->listener;
+    listener_attempt_done(l, c, NULL);
+    c->listener = NULL;
+    if (l->h.connection != NULL)
+      l->h.connection(l, c, l->user_data);
+    c->delivering = TRUE;
+    g_source_set_ready_time(c->dispatch, 0);
+  } else {
+    GTask *task = g_steal_pointer(&c->task);
+    g_task_return_pointer(task, c, (GDestroyNotify)ferry_connection_free);
+    g_object_unref(task);
+  }
+}
+
+/* ---- QUIC over the ICE path --------------------------------------------- */
+
+static void
+ice_send_cb(const guint8 *data, gsize len, gpointer user_data)
+{
+  FerryConnection *c = user_data;
+  /* On the QUIC thread: ice outlives the QUIC connection (freed after
+   * ferry_quic_free()), and libnice's send path takes the agent lock. */
+  ferry_ice_send(c->ice, data, len, NULL);
+}
+
+static void
+fill_address(char *buf, gsize size, GInetSocketAddress *a)
+{
+  if (a == NULL) {
+    g_strlcpy(buf, "?", size);
+    return;
+  }
+  char *ip = g_inet_address_to_string(g_inet_socket_address_get_address(a));
+  guint port = g_inet_socket_address_get_port(a);
+  if (strchr(ip, ':') != NULL)
+    g_snprintf(buf, size, "[%s]:%u", ip, port);
+  else
+    g_snprintf(buf, size, "%s:%u", ip, port);
+  g_free(ip);
+}
+
+static void
+start_quic(FerryConnection *c)
+{
+  FerryQuicConfig qc;
+  FerryQuicTransport *t = NULL;
+  FerryIcePath ip;
+  GError *error = NULL;
+
+  if (!ferry_ice_get_path(c->ice, &ip, &error)) {
+    conn_fail(c, ERR_FAILED, "%s", error->message);
+    g_error_free(error);
+    return;
+  }
+  c->path.relayed = ip.relayed;
+  g_strlcpy(c->path.local_type, ferry_ice_candidate_type_to_string(ip.local_type),
+            sizeof c->path.local_type);
+  g_strlcpy(c->path.remote_type, ferry_ice_candidate_type_to_string(ip.remote_type),
+            sizeof c->path.remote_type);
+  fill_address(c->path.local_address, sizeof c->path.local_address, ip.local);
+  fill_address(c->path.remote_address, sizeof c->path.remote_address, ip.remote);
+  g_strlcpy(c->path.turn_server, ip.turn_server ? ip.turn_server : "", sizeof c->path.turn_server);
+  c->path.ice_ms = ip.elapsed_ms;
+  ferry_ice_path_clear(&ip);
+
+  GSocketAddress *remote = NULL;
+  GSocket *sock = ferry_ice_take_socket(c->ice, &remote, &error);
+  if (sock != NULL) {
+    struct sockaddr_storage ss;
+    int fd = dup(g_socket_get_fd(sock));
+    gboolean ok = fd >= 0 && g_socket_address_to_native(remote, &ss, sizeof ss, &error);
+    if (ok)
+      t = ferry_udp_transport_new(fd, (struct sockaddr *)&ss,
+                                  (socklen_t)g_socket_address_get_native_size(remote),
+                                  FERRY_UDP_CLOSE_FD, &error);
+    if (t == NULL && fd >= 0)
+      close(fd);
+    if (fd < 0)
+      ferry_set_error(&error, FERRY_ERR_IO, "cannot take over the UDP socket: %s",
+                      g_strerror(errno));
+    g_object_unref(sock);
+    g_clear_object(&remote);
+    if (t == NULL) {
+      conn_fail(c, FERRY_ERR_IO, "%s", error->message);
+      g_error_free(error);
+      return;
+    }
+    c->direct = TRUE;
+  } else if (error != NULL) {
+    conn_fail(c, ERR_FAILED, "%s", error->message);
+    g_error_free(error);
+    return;
+  } else {
+    t = ferry_quic_callback_transport_new(ice_send_cb, c, NULL);
+  }
+
+  ferry_quic_config_init(&qc, c->sender ? FERRY_QUIC_CLIENT : FERRY_QUIC_SERVER);
+  qc.cc = c->opts->cc;
+  if (c->opts->conn_window)
+    qc.conn_window_bytes = c->opts->conn_window;
+  if (c->opts->stream_window)
+    qc.stream_window_bytes = c->opts->stream_window;
+  if (c->opts->max_streams)
+    qc.max_incoming_streams = c->opts->max_streams;
+  if (c->opts->hs_timeout_ms)
+    qc.handshake_timeout_ms = c->opts->hs_timeout_ms;
+  if (c->opts->idle_timeout_ms)
+    qc.idle_timeout_ms = c->opts->idle_timeout_ms;
+  qc.manual_flow_control = TRUE;
+  qc.callbacks.handshake_done = q_handshake_done;
+  qc.callbacks.stream_opened = q_stream_opened;
+  qc.callbacks.stream_data = q_stream_data;
+  qc.callbacks.stream_writable = q_stream_writable;
+  qc.callbacks.stream_closed = q_stream_closed;
+  qc.callbacks.closed = q_closed;
+  qc.user_data = c;
+  g_strlcpy(c->path.congestion_control, ferry_quic_cc_name(qc.cc),
+            sizeof c->path.congestion_control);
+  c->state = CONN_QUIC;
+  c->quic = ferry_quic_new(&qc, t, &error);
+  if (c->quic == NULL) {
+    conn_fail(c, ERR_FAILED, "cannot start QUIC: %s", error->message);
+    g_error_free(error);
+    return;
+  }
+  for (guint i = 0; i < c->early->len; i++) {
+    gsize len;
+    const guint8 *p = g_bytes_get_data(c->early->pdata[i], &len);
+    ferry_quic_push_datagram(c->quic, p, len);
+  }
+  g_ptr_array_set_size(c->early, 0);
+}
+
+/* Datagrams through the agent: to QUIC when it runs, else kept. The
+ * receiver (QUIC server) of a direct pair takes the socket over at the
+ * first one — proof that the sender is READY too (net/ice.h). */
+static void
+on_ice_recv(FerryIce *ice, const guint8 *data, gsize len, gpointer user_data)
+{
+  FerryConnection *c = user_data;
+  if (c->quic != NULL) {
+    ferry_quic_push_datagram(c->quic, data, len);
+    return;
+  }
+  if (c->state == CONN_FAILED || c->early->len >= MAX_EARLY)
+    return;
+  g_ptr_array_add(c->early, g_bytes_new(data, len));
+  if (c->state == CONN_ICE && ferry_ice_get_state(ice) == FERRY_ICE_READY)
+    start_quic(c);
+}
+
+static void
+on_ice_candidate(FerryIce *ice, const char *candidate, gpointer user_data)
+{
+  FerryConnection *c = user_data;
+  if (c->link == NULL)
+    return;
+  if (candidate == NULL) {
+    ferry_peer_link_send_secret(c->link, "end", 3);
+    return;
+  }
+  char *line = g_strconcat("cand ", candidate, NULL);
+  ferry_peer_link_send_secret(c->link, line, strlen(line));
+  g_free(line);
+}
+
+static void
+on_ice_outcome(FerryIce *ice, FerryIceState state, const GError *error, gpointer user_data)
+{
+  FerryConnection *c = user_data;
+  if (c->state != CONN_ICE)
+    return;
+  if (state == FERRY_ICE_FAILED) {
+    conn_fail(c, ERR_FAILED, "%s", error != NULL ? error->message : "ICE failed");
+    return;
+  }
+  FerryIcePath ip;
+  if (!ferry_ice_get_path(ice, &ip, NULL))
+    return;
+  gboolean direct = ip.direct_socket;
+  ferry_ice_path_clear(&ip);
+  /* The receiver of a direct pair waits for the sender's first datagram
+   * (unless one came already). */
+  if (c->sender || !direct || c->early->len > 0)
+    start_quic(c);
+}
+
+/* ---- the link: PAKE, then sealed ICE messages --------------------------- */
+
+static void
+on_link_ready(FerryPeerLink *link, gpointer user_data)
+{
+  FerryConnection *c = user_data;
+  FerryIceConfig cfg;
+  GError *error = NULL;
+
+  if (!ferry_peer_link_derive_key(link, AUTH_LABEL, c->auth_key)) {
+    conn_fail(c, FERRY_ERR_STATE, "the PAKE key is missing");
+    return;
+  }
+  if (!opts_ice_config(c->opts, c->sender ? FERRY_ICE_CONTROLLING : FERRY_ICE_CONTROLLED,
+                       c->server_ice, &cfg, &error) ||
+      (c->ice = ferry_ice_new(&cfg, &error)) == NULL) {
+    ferry_ice_config_clear(&cfg);
+    conn_fail(c, error->code == FERRY_ERROR_INVALID ? FERRY_ERR_INVALID : ERR_FAILED, "%s",
+              error->message);
+    g_error_free(error);
+    return;
+  }
+  ferry_ice_config_clear(&cfg);
+  c->state = CONN_ICE;
+  ferry_ice_set_handlers(c->ice, on_ice_candidate, on_ice_outcome, c);
+  ferry_ice_set_recv_handler(c->ice, on_ice_recv, c);
+  char *creds = g_strdup_printf("creds %s %s", ferry_ice_get_local_ufrag(c->ice),
+                                ferry_ice_get_local_pwd(c->ice));
+  ferry_peer_link_send_secret(link, creds, strlen(creds));
+  g_free(creds);
+  if (!ferry_ice_start(c->ice, &error)) {
+    conn_fail(c, ERR_FAILED, "%s", error->message);
+    g_error_free(error);
+  }
+}
+
+static void
+on_link_failed(FerryPeerLink *link, const GError *error, gpointer user_data)
+{
+  FerryConnection *c = user_data;
+  conn_fail(c, -(int)error->code, "%s", error->message);
+}
+
+/* One sealed ICE message (docs/protocol.md §7.1): "creds UFRAG PWD",
+ * "cand a=candidate:…", "end". Unknown words are ignored, for later
+ * versions. */
+static void
+on_link_secret(FerryPeerLink *link, const char *text, gsize len, gpointer user_data)
+{
+  FerryConnection *c = user_data;
+  GError *error = NULL;
+  gboolean ok = TRUE;
+
+  if (c->ice == NULL || c->state != CONN_ICE)
+    return;
+  if (++c->n_secrets > MAX_SECRET_LINES) {
+    conn_fail(c, FERRY_ERR_TOO_LONG, "the other side sent over %d ICE messages; giving up",
+              MAX_SECRET_LINES);
+    return;
+  }
+  if (g_str_has_prefix(text, "creds ")) {
+    char **f = g_strsplit(text + 6, " ", 3);
+    if (g_strv_length(f) == 2)
+      ok = ferry_ice_set_remote_credentials(c->ice, f[0], f[1], &error);
+    else
+      ok = ferry_set_error(&error, FERRY_ERR_INVALID, "malformed ICE credentials");
+    g_strfreev(f);
+  } else if (g_str_has_prefix(text, "cand ")) {
+    ok = ferry_ice_add_remote_candidate(c->ice, text + 5, &error);
+  } else if (strcmp(text, "end") == 0) {
+    ferry_ice_remote_end_of_candidates(c->ice);
+  }
+  if (!ok) {
+    conn_fail(c, FERRY_ERR_INVALID, "the other side sent a bad ICE message: %s", error->message);
+    g_error_free(error);
+  }
+}
+
+static const FerryPeerLinkHandlers link_handlers = {on_link_ready, on_link_failed, on_link_secret};
+
+static void
+conn_start_link(FerryConnection *c)
+{
+  c->link = ferry_peer_link_new(c->sig, c->sender ? FERRY_PAKE_SENDER : FERRY_PAKE_RECEIVER,
+                                c->peer, c->receiver_id, c->nameplate, c->words, &link_handlers, c);
+  if (c->sender)
+    ferry_peer_link_start(c->link);
+}
+
+/* ---- FerryConnection, public -------------------------------------------- */
+
+void
+ferry_connection_set_handlers(FerryConnection *c, const FerryConnectionHandlers *h,
+                              gpointer user_data)
+{
+  if (h != NULL)
+    c->h = *h;
+  else
+    memset(&c->h, 0, sizeof c->h);
+  c->user_data = user_data;
+}
+
+FerryStream *
+ferry_connection_open_stream(FerryConnection *c, const FerryStreamHandlers *h, gpointer user_data,
+                             GError **error)
+{
+  if (c->state != CONN_OPEN || c->quic == NULL || c->closed_delivered) {
+    ferry_set_error(error, FERRY_ERR_STATE, "cannot open a stream: the connection has ended");
+    return NULL;
+  }
+  FerryStream *s = stream_new(c, NULL);
+  ferry_stream_set_handlers(s, h, user_data);
+  s->qs = ferry_quic_stream_open(c->quic, s, error);
+  if (s->qs == NULL) {
+    g_free(s);
+    return NULL;
+  }
+  g_hash_table_add(c->streams, s);
+  return s;
+}
+
+void
+ferry_connection_close(FerryConnection *c, const char *reason)
+{
+  if (c->quic != NULL)
+    ferry_quic_close(c->quic, 0, reason != NULL ? reason : "");
+}
+
+const char *
+ferry_connection_get_role(FerryConnection *c)
+{
+  return c->sender ? "sender" : "receiver";
+}
+
+void
+ferry_connection_free(FerryConnection *c)
+{
+  if (c == NULL)
+    return;
+  conn_free_internal(c);
+}
+
+void
+ferry_connection_get_path(FerryConnection *c, FerryConnectionPath *path)
+{
+  *path = c->path;
+  if (c->quic != NULL) {
+    FerryQuicInfo info;
+    ferry_quic_get_info(c->quic, &info);
+    path->rtt_us = info.smoothed_rtt_us;
+    if (info.cc_name != NULL)
+      g_strlcpy(path->congestion_control, info.cc_name, sizeof path->congestion_control);
+  }
+}
+
+char *
+ferry_connection_path_to_string(FerryConnection *c)
+{
+  FerryConnectionPath p;
+  ferry_connection_get_path(c, &p);
+  GString *s = g_string_new(p.relayed ? "relayed" : "direct");
+  if (p.relayed && p.turn_server[0] != '\0')
+    g_string_append_printf(s, " via %s", p.turn_server);
+  g_string_append_printf(s, ": %s %s <-> %s %s, rtt %.1f ms, %s", p.local_type, p.local_address,
+                         p.remote_type, p.remote_address, p.rtt_us / 1000.0, p.congestion_control);
+  return g_string_free(s, FALSE);
+}
+
+/* ---- the receiver ------------------------------------------------------- */
+
+static gboolean
+deferred_sig_free(gpointer data)
+{
+  FerryConnection *c = data;
+  g_clear_pointer(&c->sig_source, g_source_unref);
+  g_clear_pointer(&c->sig, ferry_signal_client_free);
+  return G_SOURCE_REMOVE;
+}
+
+static const char *
+server_error_text(JsonObject *msg)
+{
+  return json_object_get_string_member_with_default(msg, "message", "the server refused");
+}
+
+static void
+receiver_on_message(FerrySignalClient *sig, JsonObject *msg, gpointer user_data)
+{
+  FerryConnection *c = user_data;
+  const char *type = json_object_get_string_member_with_default(msg, "type", "");
+
+  if (strcmp(type, "left") == 0) {
+    /* our leave went through: the client can go (not from inside its own
+     * callback) */
+    GSource **src = c->state == CONN_FAILED ? &c->free_source : &c->sig_source;
+    GSourceFunc fn = c->state == CONN_FAILED ? deferred_free : deferred_sig_free;
+    drop_source(src);
+    *src = g_idle_source_new();
+    g_source_set_callback(*src, fn, c, NULL);
+    g_source_attach(*src, c->ctx);
+    return;
+  }
+  if (c->state == CONN_FAILED || c->state == CONN_OPEN)
+    return;
+  if (strcmp(type, "joined") == 0 && c->link == NULL) {
+    c->receiver_id = g_strdup(json_object_get_string_member_with_default(msg, "peer", ""));
+    JsonNode *ice = json_object_get_member(msg, "ice_servers");
+    c->server_ice = ice != NULL ? json_node_copy(ice) : NULL;
+    conn_start_link(c);
+  } else if (strcmp(type, "message") == 0 && c->link != NULL) {
+    if (g_strcmp0(json_object_get_string_member_with_default(msg, "from", ""), "s") == 0)
+      ferry_peer_link_handle(c->link, json_object_get_member(msg, "body"));
+  } else if (strcmp(type, "session-ended") == 0 && c->state < CONN_QUIC) {
+    conn_fail(c, ERR_FAILED,
+              "the sender left before the connection was set up (%s); ask them to send again",
+              json_object_get_string_member_with_default(msg, "reason", "no reason given"));
+  } else if (strcmp(type, "error") == 0) {
+    const char *slug = json_object_get_string_member_with_default(msg, "code", "");
+    conn_fail(c,
+              strcmp(slug, "no-such-nameplate") == 0 || strcmp(slug, "code-expired") == 0
+                  ? FERRY_ERR_NOT_FOUND
+                  : ERR_FAILED,
+              "%s", server_error_text(msg));
+  }
+}
+
+static void
+on_signal_state(FerrySignalClient *sig, FerrySignalClientState state, guint attempt,
+                const GError *error, gpointer user_data)
+{
+  FerryConnection *c = user_data;
+  if (state == FERRY_SIGNAL_CLIENT_CLOSED && c->state < CONN_QUIC)
+    conn_fail(c, FERRY_ERR_IO, "lost the ferry server %s: %s", c->opts->url,
+              error != NULL ? error->message : "the connection was closed");
+}
+
+static gboolean
+on_cancelled(GCancellable *cancellable, gpointer data)
+{
+  conn_cancel_error(data);
+  return G_SOURCE_REMOVE;
+}
+
+void
+ferry_connect_async(const FerryConnectOptions *options, const char *code_text,
+                    GCancellable *cancellable, GAsyncReadyCallback callback, gpointer user_data)
+{
+  GTask *task = g_task_new(NULL, cancellable, callback, user_data);
+  GError *error = NULL;
+  FerryCode code;
+  FerryCodeDiag diag;
+  Opts *opts;
+  char np[16];
+
+  g_task_set_source_tag(task, ferry_connect_async);
+  if (code_text == NULL)
+    code_text = "";
+  int rc = ferry_code_parse(code_text, strlen(code_text), &code, &diag);
+  if (rc < 0) {
+    g_task_return_new_error(task, FERRY_ERROR, -rc, "%s", diag.message);
+    g_object_unref(task);
+    return;
+  }
+  opts = opts_new(options, &error);
+  if (opts == NULL) {
+    g_task_return_error(task, error);
+    g_object_unref(task);
+    return;
+  }
+  FerryConnection *c = conn_new(opts, FALSE);
+  g_rc_box_release_full(opts, opts_clear);
+  c->task = task;
+  c->peer = g_strdup("s");
+  g_snprintf(np, sizeof np, "%u", code.nameplate);
+  c->nameplate = g_strdup(np);
+  c->words = g_strdup(code.password);
+  sodium_memzero(&code, sizeof code);
+  c->sig = ferry_signal_client_new(c->opts->url, &error);
+  if (c->sig == NULL) {
+    conn_fail(c, FERRY_ERR_INVALID, "%s", error->message);
+    g_error_free(error);
+    return;
+  }
+  if (cancellable != NULL) {
+    c->cancel_source = g_cancellable_source_new(cancellable);
+    g_source_set_callback(c->cancel_source, (GSourceFunc)(void (*)(void))on_cancelled, c, NULL);
+    g_source_attach(c->cancel_source, c->ctx);
+  }
+  ferry_signal_client_set_handlers(c->sig, receiver_on_message, on_signal_state, c);
+  ferry_signal_client_start(c->sig);
+  ferry_signal_client_join(c->sig, c->nameplate);
+  conn_start_timer(c);
+}
+
+FerryConnection *
+ferry_connect_finish(GAsyncResult *result, GError **error)
+{
+  FerryConnection *c = g_task_propagate_pointer(G_TASK(result), error);
+  if (c != NULL) {
+    c->delivering = TRUE;
+    g_source_set_ready_time(c->dispatch, 0);
+  }
+  return c;
+}
+
+/* ---- the sender --------------------------------------------------------- */
+
+static void
+listener_close(FerryListener *l, GError *error)
+{
+  if (l->closed) {
+    g_clear_error(&error);
+    return;
+  }
+  l->closed = TRUE;
+  l->stopping = TRUE;
+  if (l->h.closed != NULL)
+    l->h.closed(l, error, l->user_data);
+  g_clear_error(&error);
+}
+
+/* Called by an attempt when it ends, with error NULL when it succeeded. */
+static void
+listener_attempt_done(FerryListener *l, FerryConnection *c, const GError *error)
+{
+  g_hash_table_steal(l->attempts, c->peer);
+  c->listener = NULL;
+  if (error == NULL)
+    return;
+  if (l->h.attempt_failed != NULL)
+    l->h.attempt_failed(l, c->peer, error, l->user_data);
+  if (g_error_matches(error, FERRY_ERROR, FERRY_ERROR_AUTH) &&
+      ++l->failures >= l->opts->max_failures && !l->stopping) {
+    l->stopping = TRUE;
+    l->close_error =
+        g_error_new(FERRY_ERROR, FERRY_ERROR_AUTH,
+                    "%u wrong codes were tried: the code is closed to protect it; run again for a "
+                    "new code",
+                    l->failures);
+    ferry_signal_client_release(l->sig);
+  }
+}
+
+static void
+listener_on_message(FerrySignalClient *sig, JsonObject *msg, gpointer user_data)
+{
+  FerryListener *l = user_data;
+  const char *type = json_object_get_string_member_with_default(msg, "type", "");
+  const char *peer = json_object_get_string_member_with_default(msg, "peer", "");
+
+  if (strcmp(type, "claimed") == 0 && l->code_text == NULL) {
+    const char *np = json_object_get_string_member_with_default(msg, "nameplate", "");
+    char buf[FERRY_CODE_TEXT_SIZE];
+    guint64 n = g_ascii_strtoull(np, NULL, 10);
+    if (ferry_code_set_nameplate(&l->code, (uint32_t)MIN(n, G_MAXUINT32)) < 0 ||
+        ferry_code_format(&l->code, buf, sizeof buf) < 0) {
+      listener_close(l, g_error_new(FERRY_ERROR, FERRY_ERROR_VERSION,
+                                    "the server allocated nameplate '%s', which is no code number; "
+                                    "is it a ferry serve of this version?",
+                                    np));
+      return;
+    }
+    l->nameplate = g_strdup(np);
+    l->code_text = g_strdup(buf);
+    JsonNode *ice = json_object_get_member(msg, "ice_servers");
+    l->server_ice = ice != NULL ? json_node_copy(ice) : NULL;
+    if (l->h.code != NULL)
+      l->h.code(l, l->code_text, l->user_data);
+  } else if (strcmp(type, "peer-joined") == 0 && *peer != '\0') {
+    if (l->stopping || g_hash_table_contains(l->attempts, peer))
+      return;
+    FerryConnection *c = conn_new(l->opts, TRUE);
+    c->listener = l;
+    c->sig = l->sig;
+    c->peer = g_strdup(peer);
+    c->receiver_id = g_strdup(peer);
+    c->nameplate = g_strdup(l->nameplate);
+    c->words = g_strdup(l->code.password);
+    c->server_ice = l->server_ice != NULL ? json_node_copy(l->server_ice) : NULL;
+    g_hash_table_insert(l->attempts, c->peer, c);
+    conn_start_timer(c);
+    conn_start_link(c);
+  } else if (strcmp(type, "message") == 0) {
+    const char *from = json_object_get_string_member_with_default(msg, "from", "");
+    FerryConnection *c = g_hash_table_lookup(l->attempts, from);
+    if (c != NULL && c->link != NULL)
+      ferry_peer_link_handle(c->link, json_object_get_member(msg, "body"));
+  } else if (strcmp(type, "peer-left") == 0) {
+    FerryConnection *c = g_hash_table_lookup(l->attempts, peer);
+    /* Once QUIC runs, the receiver may leave the server at any moment
+     * (it closes signaling when it is authenticated first). */
+    if (c != NULL && c->state < CONN_QUIC)
+      conn_fail(c, ERR_FAILED,
+                "receiver %s left before the connection was set up (%s); still waiting for "
+                "others",
+                peer, json_object_get_string_member_with_default(msg, "reason", "no reason given"));
+  } else if (strcmp(type, "released") == 0) {
+    if (l->close_error != NULL)
+      listener_close(l, g_steal_pointer(&l->close_error));
+    else if (l->stopping)
+      listener_close(l, NULL);
+    else
+      listener_close(l, g_error_new(FERRY_ERROR, FERRY_ERROR_FAILED,
+                                    "the server closed the code (%s); run again for a new code",
+                                    json_object_get_string_member_with_default(msg, "reason",
+                                                                               "no reason given")));
+  } else if (strcmp(type, "error") == 0) {
+    const char *slug = json_object_get_string_member_with_default(msg, "code", "");
+    if (l->code_text == NULL || strcmp(slug, "code-expired") == 0 ||
+        strcmp(slug, "session-expired") == 0 || strcmp(slug, "server-closing") == 0)
+      listener_close(l,
+                     g_error_new_literal(FERRY_ERROR, FERRY_ERROR_FAILED, server_error_text(msg)));
+    else
+      g_debug("server: %s", server_error_text(msg));
+  }
+}
+
+static void
+listener_on_state(FerrySignalClient *sig, FerrySignalClientState state, guint attempt,
+                  const GError *error, gpointer user_data)
+{
+  FerryListener *l = user_data;
+  if (state == FERRY_SIGNAL_CLIENT_CLOSED && !l->closed)
+    listener_close(l, g_error_new(FERRY_ERROR, FERRY_ERROR_IO, "lost the ferry server %s: %s",
+                                  l->opts->url,
+                                  error != NULL ? error->message : "the connection was closed"));
+}
+
+FerryListener *
+ferry_listener_new(const FerryConnectOptions *options, const FerryListenerHandlers *handlers,
+                   gpointer user_data, GError **error)
+{
+  Opts *opts = opts_new(options, error);
+  if (opts == NULL)
+    return NULL;
+  FerryListener *l = g_new0(FerryListener, 1);
+  l->opts = opts;
+  if (handlers != NULL)
+    l->h = *handlers;
+  l->user_data = user_data;
+  l->attempts = g_hash_table_new(g_str_hash, g_str_equal);
+  int rc = ferry_code_generate(&l->code, opts->code_words);
+  if (rc < 0) {
+    ferry_set_error(error, rc, "cannot draw the code's words: %s", ferry_strerror(rc));
+    ferry_listener_free(l);
+    return NULL;
+  }
+  l->sig = ferry_signal_client_new(opts->url, error);
+  if (l->sig == NULL) {
+    ferry_listener_free(l);
+    return NULL;
+  }
+  ferry_signal_client_set_handlers(l->sig, listener_on_message, listener_on_state, l);
+  ferry_signal_client_start(l->sig);
+  ferry_signal_client_claim(l->sig, opts->max_receivers);
+  return l;
+}
+
+const char *
+ferry_listener_get_code(FerryListener *l)
+{
+  return l->code_text;
+}
+
+void
+ferry_listener_stop(FerryListener *l)
+{
+  if (l->stopping)
+    return;
+  l->stopping = TRUE;
+  if (l->sig != NULL)
+    ferry_signal_client_release(l->sig);
+}
+
+void
+ferry_listener_free(FerryListener *l)
+{
+  GHashTableIter it;
+  gpointer value;
+
+  if (l == NULL)
+    return;
+  g_hash_table_iter_init(&it, l->attempts);
+  while (g_hash_table_iter_next(&it, NULL, &value)) {
+    FerryConnection *c = value;
+    c->listener = NULL;
+    g_hash_table_iter_steal(&it);
+    conn_free_internal(c);
+  }
+  g_hash_table_destroy(l->attempts);
+  if (l->sig != NULL)
+    ferry_signal_client_free(l->sig);
+  g_clear_pointer(&l->server_ice, json_node_unref);
+  g_clear_error(&l->close_error);
+  sodium_memzero(&l->code, sizeof l->code);
+  g_free(l->code_text);
+  g_free(l->nameplate);
+  g_rc_box_release_full(l->opts, opts_clear);
+  g_free(l);
+}
