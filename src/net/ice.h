@@ -248,7 +248,11 @@ gboolean ferry_ice_get_path(FerryIce *ice, FerryIcePath *path, GError **error);
 GSocket *ferry_ice_take_socket(FerryIce *ice, GSocketAddress **remote, GError **error);
 
 /* Sends one datagram to the peer through the agent (any pair, relayed or
- * not, until the socket is taken). Returns FALSE with FERRY_ERROR_STATE
+ * not, until the socket is taken). Unlike the rest of this API, the two
+ * send functions may be called from another thread (the QUIC I/O thread of
+ * a relayed pair) once READY was reported and until ferry_ice_free():
+ * libnice serialises its sends under the agent lock, and the state they
+ * check no longer changes after READY. Returns FALSE with FERRY_ERROR_STATE
  * when not READY or taken, FERRY_ERROR_IO when libnice cannot send it
  * (a TURN-TCP connection that dropped). */
 gboolean ferry_ice_send(FerryIce *ice, const void *buf, gsize len, GError **error);
