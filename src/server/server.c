@@ -6,7 +6,10 @@
  * and delivered by whichever instance holds the recipient (deliver()). All
  * limits are checked here, before any state changes, and each refusal is
  * an "error" message to the client plus a counter in /metrics. */
+#include <errno.h>
+#include <fcntl.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <gio/gio.h>
 #include <json-glib/json-glib.h>
@@ -24,11 +27,16 @@
 #include "server/store.h"
 #include "server/stun-server.h"
 #include "server/turn.h"
+#include "server/ws.h"
 
 #define SWEEP_INTERVAL_MS    1000
 #define IP_IDLE_EVICT_US     (10 * G_USEC_PER_SEC)
 #define HISTORY_MAX_MESSAGES 128
 #define HISTORY_MAX_BYTES    (256 * 1024)
+/* How many bytes may wait for a client that does not read before it is
+ * dropped (counted as the refusal "slow-reader"): at least this, or 16 of
+ * the largest messages. Replayed history (256 KiB at most) fits well. */
+#define OUTPUT_QUEUE_MIN (1024 * 1024)
 
 typedef struct {
   FerryBucket connects;
@@ -38,9 +46,26 @@ typedef struct {
 } IpState;
 
 typedef struct Conn Conn;
+
+/* The WebSocket under a Conn: libsoup's SoupWebsocketConnection for wss
+ * (--tls-cert), or a FerryWsConn on the server's epoll hub for plain
+ * connections. Both are reference counted; attach routes the link's
+ * messages and its end to a Conn, detach stops that. */
+typedef struct {
+  void (*send_text)(gpointer link, const char *text);
+  void (*close)(gpointer link, gushort code, const char *reason);
+  gboolean (*is_open)(gpointer link);
+  gushort (*close_code)(gpointer link); /* from the client's close frame; 0 if none */
+  void (*attach)(gpointer link, Conn *c);
+  void (*detach)(gpointer link, Conn *c);
+  gpointer (*ref)(gpointer link);
+  void (*unref)(gpointer link);
+} LinkOps;
+
 struct Conn {
   FerryServer *server;
-  SoupWebsocketConnection *ws;
+  const LinkOps *ops;
+  gpointer link; /* NULL while the client is away */
   char *ip;
   char *host; /* the host name the client used to reach us */
   int refcount;
@@ -61,7 +86,7 @@ struct Conn {
   gint64 last_activity_us;
   gboolean ping_sent;
 
-  /* While the client is away (ws == NULL) its membership is kept for
+  /* While the client is away (link == NULL) its membership is kept for
    * --reconnect-grace. Session envelopes carry a sequence number and stay
    * in `history` until the client acknowledges them, so a client that
    * resumes gets exactly what it missed, even what was written into a
@@ -95,6 +120,7 @@ struct _FerryServer {
   GHashTable *ips;      /* address → IpState */
   GHashTable *conns;    /* Conn set */
   GHashTable *sessions; /* session id → GPtrArray of local Conn */
+  FerryWsHub *hub;      /* plain ws:// connections; NULL with --tls-cert */
   GHashTable *away;     /* token → Conn whose client is away (owns a ref) */
   guint local_sessions; /* sessions whose sender is connected here */
   guint sweep_id;
@@ -140,7 +166,8 @@ conn_unref(Conn *c)
 {
   if (--c->refcount > 0)
     return;
-  g_clear_object(&c->ws);
+  if (c->link != NULL)
+    c->ops->unref(c->link);
   g_free(c->ip);
   g_free(c->host);
   g_free(c->session_id);
@@ -152,10 +179,9 @@ conn_unref(Conn *c)
 static void
 send_text(Conn *c, const char *text)
 {
-  if (c->closed || c->ws == NULL ||
-      soup_websocket_connection_get_state(c->ws) != SOUP_WEBSOCKET_STATE_OPEN)
+  if (c->closed || c->link == NULL || !c->ops->is_open(c->link))
     return;
-  soup_websocket_connection_send_text(c->ws, text);
+  c->ops->send_text(c->link, text);
 }
 
 /* Sends an "error" message and counts the refusal under its slug. */
@@ -173,9 +199,8 @@ static void
 refuse_and_close(Conn *c, const char *slug, const char *text, gushort code)
 {
   refuse(c, slug, text);
-  if (!c->closed && c->ws != NULL &&
-      soup_websocket_connection_get_state(c->ws) == SOUP_WEBSOCKET_STATE_OPEN)
-    soup_websocket_connection_close(c->ws, code, slug);
+  if (!c->closed && c->link != NULL && c->ops->is_open(c->link))
+    c->ops->close(c->link, code, slug);
 }
 
 /* A small JSON object writer for the server's own messages. */
@@ -603,13 +628,11 @@ out:
 
 /* --- WebSocket plumbing --- */
 
+/* A whole message from the client, from either kind of link. */
 static void
-on_ws_message(SoupWebsocketConnection *ws, gint type, GBytes *message, gpointer user_data)
+conn_message(Conn *c, gboolean text, const char *data, gsize len)
 {
-  Conn *c = user_data;
   FerryServer *s = c->server;
-  gsize len;
-  const char *data = g_bytes_get_data(message, &len);
   gint64 now = g_get_monotonic_time();
 
   c->last_activity_us = now;
@@ -620,15 +643,15 @@ on_ws_message(SoupWebsocketConnection *ws, gint type, GBytes *message, gpointer 
     refuse(c, "rate-limited", "too many messages; slow down");
     return;
   }
-  if (type != SOUP_WEBSOCKET_DATA_TEXT) {
+  if (!text) {
     refuse(c, "bad-json", "messages are JSON text frames, not binary");
     return;
   }
   if (len > s->cfg.max_message_bytes) {
-    char text[128];
-    g_snprintf(text, sizeof text, "message of %" G_GSIZE_FORMAT " bytes is over the limit of %u",
-               len, s->cfg.max_message_bytes);
-    refuse(c, "too-large", text);
+    char msg[128];
+    g_snprintf(msg, sizeof msg, "message of %" G_GSIZE_FORMAT " bytes is over the limit of %u", len,
+               s->cfg.max_message_bytes);
+    refuse(c, "too-large", msg);
     return;
   }
   conn_ref(c);
@@ -638,11 +661,135 @@ on_ws_message(SoupWebsocketConnection *ws, gint type, GBytes *message, gpointer 
 
 static void conn_drop(Conn *c);
 
+/* --- the two kinds of link --- */
+
 static void
-on_ws_closed(SoupWebsocketConnection *ws, gpointer user_data)
+on_soup_message(SoupWebsocketConnection *ws, gint type, GBytes *message, gpointer user_data)
+{
+  gsize len;
+  const char *data = g_bytes_get_data(message, &len);
+  conn_message(user_data, type == SOUP_WEBSOCKET_DATA_TEXT, data, len);
+}
+
+static void
+on_soup_closed(SoupWebsocketConnection *ws, gpointer user_data)
 {
   conn_drop(user_data);
 }
+
+static void
+soup_link_send_text(gpointer link, const char *text)
+{
+  soup_websocket_connection_send_text(link, text);
+}
+
+static void
+soup_link_close(gpointer link, gushort code, const char *reason)
+{
+  soup_websocket_connection_close(link, code, reason);
+}
+
+static gboolean
+soup_link_is_open(gpointer link)
+{
+  return soup_websocket_connection_get_state(link) == SOUP_WEBSOCKET_STATE_OPEN;
+}
+
+static gushort
+soup_link_close_code(gpointer link)
+{
+  return soup_websocket_connection_get_close_code(link);
+}
+
+static void
+soup_link_attach(gpointer link, Conn *c)
+{
+  g_signal_connect(link, "message", G_CALLBACK(on_soup_message), c);
+  g_signal_connect(link, "closed", G_CALLBACK(on_soup_closed), c);
+}
+
+static void
+soup_link_detach(gpointer link, Conn *c)
+{
+  g_signal_handlers_disconnect_by_data(link, c);
+}
+
+static const LinkOps soup_link_ops = {
+    soup_link_send_text, soup_link_close,  soup_link_is_open, soup_link_close_code,
+    soup_link_attach,    soup_link_detach, g_object_ref,      g_object_unref,
+};
+
+static void
+on_raw_message(FerryWsConn *ws, gboolean text, const guint8 *data, gsize len, gpointer user_data)
+{
+  conn_message(user_data, text, (const char *)data, len);
+}
+
+static void
+on_raw_closed(FerryWsConn *ws, gpointer user_data)
+{
+  Conn *c = user_data;
+  if (ferry_ws_conn_get_end(ws) == FERRY_WS_END_OVERFLOW) {
+    ferry_metrics_refusal(&c->server->metrics, "slow-reader");
+    g_info("event=refuse ip=%s reason=slow-reader", c->ip);
+  }
+  conn_drop(c);
+}
+
+static const FerryWsHandlers raw_handlers = {on_raw_message, on_raw_closed};
+
+static void
+raw_link_send_text(gpointer link, const char *text)
+{
+  ferry_ws_conn_send_text(link, text, strlen(text));
+}
+
+static void
+raw_link_close(gpointer link, gushort code, const char *reason)
+{
+  ferry_ws_conn_close(link, code, reason);
+}
+
+static gboolean
+raw_link_is_open(gpointer link)
+{
+  return ferry_ws_conn_is_open(link);
+}
+
+static gushort
+raw_link_close_code(gpointer link)
+{
+  return ferry_ws_conn_get_close_code(link);
+}
+
+static void
+raw_link_attach(gpointer link, Conn *c)
+{
+  ferry_ws_conn_set_handlers(link, &raw_handlers, c);
+}
+
+static void
+raw_link_detach(gpointer link, Conn *c)
+{
+  ferry_ws_conn_set_handlers(link, NULL, NULL);
+}
+
+static gpointer
+raw_link_ref(gpointer link)
+{
+  return ferry_ws_conn_ref(link);
+}
+
+static void
+raw_link_unref(gpointer link)
+{
+  ferry_ws_conn_unref(link);
+}
+
+static const LinkOps raw_link_ops = {
+    raw_link_send_text, raw_link_close,  raw_link_is_open, raw_link_close_code,
+    raw_link_attach,    raw_link_detach, raw_link_ref,     raw_link_unref,
+};
 
 /* The client's connection is gone. A member of a session is kept for
  * --reconnect-grace, so a client whose network blinked can "resume" with
@@ -652,20 +799,21 @@ conn_drop(Conn *c)
 {
   FerryServer *s = c->server;
 
-  if (c->closed || c->ws == NULL)
+  if (c->closed || c->link == NULL)
     return;
-  g_signal_handlers_disconnect_by_data(c->ws, c);
+  c->ops->detach(c->link, c);
   IpState *ip = g_hash_table_lookup(s->ips, c->ip);
   if (ip != NULL && ip->conns > 0)
     ip->conns--;
   g_hash_table_remove(s->conns, c);
-  g_info("event=disconnect ip=%s code=%u connections=%u", c->ip,
-         soup_websocket_connection_get_close_code(c->ws), g_hash_table_size(s->conns));
+  gushort close_code = c->ops->close_code(c->link);
+  g_info("event=disconnect ip=%s code=%u connections=%u", c->ip, close_code,
+         g_hash_table_size(s->conns));
   /* A client that closed with 1000 (normal) left on purpose; any other
    * ending (no close frame, an error, a dead network) may be a blink. */
-  gboolean clean = soup_websocket_connection_get_close_code(c->ws) == SOUP_WEBSOCKET_CLOSE_NORMAL;
+  gboolean clean = close_code == SOUP_WEBSOCKET_CLOSE_NORMAL;
   if (c->session_id != NULL && s->cfg.reconnect_grace > 0 && !s->draining && !clean) {
-    g_clear_object(&c->ws);
+    c->ops->unref(g_steal_pointer(&c->link));
     c->away_since_us = g_get_monotonic_time();
     g_hash_table_insert(s->away, c->token, c); /* takes the connection's ref */
     g_info("event=away session=%.8s peer=%s", c->session_id, c->peer);
@@ -695,10 +843,6 @@ away_expire(Conn *c)
   conn_unref(c);
 }
 
-static void on_ws_message(SoupWebsocketConnection *ws, gint type, GBytes *message,
-                          gpointer user_data);
-static void on_ws_closed(SoupWebsocketConnection *ws, gpointer user_data);
-
 /* A client came back with its token: its new connection takes over the
  * old membership (same peer id, same session), and what it missed while
  * away is delivered in order. */
@@ -715,10 +859,10 @@ handle_resume(Conn *n, const FerrySignalMsg *m)
     return;
   }
   g_hash_table_steal(s->away, a->token);
-  a->ws = g_object_ref(n->ws);
-  g_signal_handlers_disconnect_by_data(n->ws, n);
-  g_signal_connect(a->ws, "message", G_CALLBACK(on_ws_message), a);
-  g_signal_connect(a->ws, "closed", G_CALLBACK(on_ws_closed), a);
+  a->ops = n->ops;
+  a->link = a->ops->ref(n->link);
+  n->ops->detach(n->link, n);
+  a->ops->attach(a->link, a);
   g_free(a->ip);
   a->ip = g_strdup(n->ip);
   g_free(a->host);
@@ -817,17 +961,18 @@ ws_early_handler(SoupServer *soup, SoupServerMessage *msg, const char *path, GHa
   }
 }
 
+/* A client is upgraded: it becomes a Conn on link (whose reference the
+ * Conn takes) and hears "welcome". */
 static void
-ws_handler(SoupServer *soup, SoupServerMessage *msg, const char *path, SoupWebsocketConnection *ws,
-           gpointer user_data)
+conn_open(FerryServer *s, char *ip, char *host, const LinkOps *ops, gpointer link)
 {
-  FerryServer *s = user_data;
   Conn *c = g_new0(Conn, 1);
 
   c->server = s;
-  c->ws = g_object_ref(ws);
-  c->ip = client_ip(s, msg);
-  c->host = g_strdup(g_uri_get_host(soup_server_message_get_uri(msg)));
+  c->ops = ops;
+  c->link = link;
+  c->ip = ip;
+  c->host = host;
   c->refcount = 1;
   c->last_activity_us = g_get_monotonic_time();
   ip_state(s, c->ip)->conns++;
@@ -835,14 +980,82 @@ ws_handler(SoupServer *soup, SoupServerMessage *msg, const char *path, SoupWebso
   ferry_metrics_count(&s->metrics, FERRY_COUNT_CONNECTIONS);
   ferry_metrics_gauge(&s->metrics, FERRY_GAUGE_CONNECTIONS, g_hash_table_size(s->conns));
   g_info("event=connect ip=%s connections=%u", c->ip, g_hash_table_size(s->conns));
+  ops->attach(link, c);
+  send_text(c, "{\"type\":\"welcome\",\"version\":1,\"server\":\"ferry/" FERRY_VERSION "\"}");
+}
+
+/* wss:// (--tls-cert): libsoup keeps the connection. */
+static void
+ws_handler(SoupServer *soup, SoupServerMessage *msg, const char *path, SoupWebsocketConnection *ws,
+           gpointer user_data)
+{
+  FerryServer *s = user_data;
 
   /* libsoup drops a connection whose frame is far over the limit; frames
    * just over it get our own "too-large" answer and the connection lives. */
   soup_websocket_connection_set_max_incoming_payload_size(ws,
                                                           (guint64)s->cfg.max_message_bytes * 4);
-  g_signal_connect(ws, "message", G_CALLBACK(on_ws_message), c);
-  g_signal_connect(ws, "closed", G_CALLBACK(on_ws_closed), c);
-  send_text(c, "{\"type\":\"welcome\",\"version\":1,\"server\":\"ferry/" FERRY_VERSION "\"}");
+  conn_open(s, client_ip(s, msg), g_strdup(g_uri_get_host(soup_server_message_get_uri(msg))),
+            &soup_link_ops, g_object_ref(ws));
+}
+
+/* The 101 response is written: take the socket from libsoup and hand it to
+ * the epoll hub. Whatever libsoup already read past the request is the
+ * client's first frames, so it goes along. */
+static void
+ws_upgraded(SoupServerMessage *msg, gpointer user_data)
+{
+  FerryServer *s = user_data;
+  char *ip = client_ip(s, msg);
+  char *host = g_strdup(g_uri_get_host(soup_server_message_get_uri(msg)));
+  GByteArray *early = g_byte_array_new();
+  int fd = -1;
+
+  g_object_ref(msg);
+  GIOStream *stream = soup_server_message_steal_connection(msg);
+  GSocket *sock = stream != NULL ? g_object_get_data(G_OBJECT(stream), "GSocket") : NULL;
+  if (sock != NULL) {
+    GInputStream *in = g_io_stream_get_input_stream(stream);
+    if (G_IS_POLLABLE_INPUT_STREAM(in)) {
+      guint8 buf[4096];
+      gssize n;
+      while ((n = g_pollable_input_stream_read_nonblocking(G_POLLABLE_INPUT_STREAM(in), buf,
+                                                           sizeof buf, NULL, NULL)) > 0)
+        g_byte_array_append(early, buf, (guint)n);
+    }
+    fd = fcntl(g_socket_get_fd(sock), F_DUPFD_CLOEXEC, 0);
+  }
+  if (stream != NULL)
+    g_io_stream_close(stream, NULL, NULL); /* libsoup's fd; ours stays open */
+  g_clear_object(&stream);
+  g_object_unref(msg);
+  if (fd < 0) {
+    g_warning("cannot take over an upgraded connection from %s: %s; it is dropped", ip,
+              sock == NULL ? "libsoup did not give its socket" : g_strerror(errno));
+    g_free(ip);
+    g_free(host);
+    g_byte_array_unref(early);
+    return;
+  }
+  FerryWsConn *raw = ferry_ws_conn_new(s->hub, fd, early->data, early->len, NULL, NULL);
+  g_byte_array_unref(early);
+  conn_open(s, ip, host, &raw_link_ops, raw);
+}
+
+/* ws://: answers the handshake (or refuses it: 400 and why), then waits
+ * for the 101 to be written, as libsoup's own WebSocket handler does. */
+static void
+ws_upgrade_handler(SoupServer *soup, SoupServerMessage *msg, const char *path, GHashTable *query,
+                   gpointer user_data)
+{
+  GError *error = NULL;
+
+  if (!soup_websocket_server_check_handshake(msg, NULL, NULL, NULL, &error)) {
+    g_info("event=bad-handshake reason=\"%s\"", error->message);
+    g_error_free(error);
+  }
+  if (soup_websocket_server_process_handshake(msg, NULL, NULL, NULL, NULL))
+    g_signal_connect(msg, "wrote-informational", G_CALLBACK(ws_upgraded), user_data);
 }
 
 /* --- /health and /metrics --- */
@@ -1104,7 +1317,15 @@ ferry_server_new(const FerryServerConfig *cfg, GError **error)
     g_object_unref(cert);
   }
   soup_server_add_early_handler(s->soup, "/v1", ws_early_handler, s, NULL);
-  soup_server_add_websocket_handler(s->soup, "/v1", NULL, NULL, ws_handler, s, NULL);
+  if (s->cfg.tls_cert != NULL) {
+    soup_server_add_websocket_handler(s->soup, "/v1", NULL, NULL, ws_handler, s, NULL);
+  } else {
+    s->hub = ferry_ws_hub_new((gsize)s->cfg.max_message_bytes * 4,
+                              MAX(OUTPUT_QUEUE_MIN, (gsize)s->cfg.max_message_bytes * 16), error);
+    if (s->hub == NULL)
+      goto fail;
+    soup_server_add_handler(s->soup, "/v1", ws_upgrade_handler, s, NULL);
+  }
   soup_server_add_handler(s->soup, "/health", health_handler, s, NULL);
   soup_server_add_handler(s->soup, "/metrics", metrics_handler, s, NULL);
   soup_server_add_handler(s->soup, NULL, default_handler, s, NULL);
@@ -1115,6 +1336,16 @@ ferry_server_new(const FerryServerConfig *cfg, GError **error)
     g_error_free(local);
     goto fail;
   }
+  /* GSocketListener listens with a backlog of 10 ("listen-backlog"): a
+   * burst of connects overflows it and the kernel drops SYNs that clients
+   * resend only after a second. listen() on a listening socket only
+   * resizes its queue (g_socket_set_listen_backlog() refuses by then). */
+  GSList *socks = soup_server_get_listeners(s->soup);
+  for (GSList *l = socks; l != NULL; l = l->next)
+    if (listen(g_socket_get_fd(l->data), SOMAXCONN) < 0)
+      g_warning("cannot enlarge the listen queue of %s: %s; bursts of connections may wait",
+                s->cfg.listen, g_strerror(errno));
+  g_slist_free(socks);
   GSList *uris = soup_server_get_uris(s->soup);
   if (uris != NULL)
     s->port = (guint)g_uri_get_port(uris->data);
@@ -1197,7 +1428,8 @@ ferry_server_drain(FerryServer *s, GSourceFunc done, gpointer user_data)
     Conn *c = all->pdata[i];
     send_text(c, "{\"type\":\"closing\",\"reason\":\"the server is shutting down\","
                  "\"retry_after\":5}");
-    soup_websocket_connection_close(c->ws, SOUP_WEBSOCKET_CLOSE_GOING_AWAY, "server shutting down");
+    if (c->link != NULL && c->ops->is_open(c->link))
+      c->ops->close(c->link, SOUP_WEBSOCKET_CLOSE_GOING_AWAY, "server shutting down");
   }
   g_ptr_array_free(all, TRUE);
 }
@@ -1221,7 +1453,7 @@ ferry_server_free(FerryServer *s)
   while (g_hash_table_iter_next(&it, &key, NULL)) {
     Conn *c = key;
     c->closed = TRUE;
-    g_signal_handlers_disconnect_by_data(c->ws, c);
+    c->ops->detach(c->link, c);
     g_hash_table_iter_remove(&it);
     conn_unref(c);
   }
@@ -1231,6 +1463,7 @@ ferry_server_free(FerryServer *s)
     ((Conn *)key)->closed = TRUE;
     conn_unref(key);
   }
+  ferry_ws_hub_free(s->hub);
   g_hash_table_destroy(s->away);
   g_hash_table_destroy(s->sessions);
   g_hash_table_destroy(s->conns);
