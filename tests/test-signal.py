@@ -267,6 +267,14 @@ async def test_bad_input(srv):
     await expect_error(ws, "bad-field", "sending to yourself gets bad-field")
     await ws.close()
 
+    big = await connect(srv)
+    await big.send(json.dumps({"type": "send", "to": "s", "body": "x" * 9000}))
+    try:
+        await asyncio.wait_for(big.recv(), 5)
+        check("a frame over 4x --max-message-bytes closes the connection with 1009", False)
+    except websockets.exceptions.ConnectionClosed as e:
+        check("a frame over 4x --max-message-bytes closes the connection with 1009", e.code == 1009, repr(e))
+
     st, body = srv.http("/metrics")
     check("/metrics counts refusals by reason", st == 200 and 'ferry_refusals_total{reason="bad-json"} 4' in body
           and 'ferry_refusals_total{reason="too-large"} 1' in body, body[-800:])
