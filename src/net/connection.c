@@ -166,8 +166,8 @@ typedef enum {
 
 typedef struct {
   EvKind kind;
-  FerryStream *s; /* a reference */
-  GBytes *data;
+  FerryStream *s;   /* a reference */
+  GByteArray *data; /* EV_DATA: bytes of one or more stream_data callbacks */
   gboolean fin;
   gboolean aborted;
   guint64 code;
@@ -277,7 +277,7 @@ ev_free(Ev *e)
   if (e->s != NULL)
     ferry_stream_unref(e->s);
   if (e->data != NULL)
-    g_bytes_unref(e->data);
+    g_byte_array_unref(e->data);
   g_clear_error(&e->error);
   g_free(e);
 }
@@ -359,28 +359,57 @@ ferry_stream_get_connection(FerryStream *s)
 
 /* ---- QUIC callbacks: on the QUIC thread, they only queue ---------------- */
 
+/* Most data arrive one datagram at a time: consecutive data of one stream
+ * are appended to the event already waiting (up to a bound), and the main
+ * context is woken only when the queue goes from empty to not empty, so a
+ * busy stream costs one wake-up and one copy per batch, not per packet. */
+#define MAX_COALESCED_BYTES (4 * 1024 * 1024)
+
 static void
-post(FerryConnection *c, EvKind kind, FerryStream *s, GBytes *data, gboolean fin, gboolean aborted,
-     guint64 code, const GError *error)
+post_full(FerryConnection *c, EvKind kind, FerryStream *s, const guint8 *buf, gsize len,
+          gboolean fin, gboolean aborted, guint64 code, const GError *error)
 {
+  g_mutex_lock(&c->lock);
+  Ev *tail = g_queue_peek_tail(&c->events);
+  if (kind == EV_DATA && tail != NULL && tail->kind == EV_DATA && tail->s == s && !tail->fin &&
+      tail->data->len + len <= MAX_COALESCED_BYTES) {
+    g_byte_array_append(tail->data, buf, (guint)len);
+    tail->fin = fin;
+    g_mutex_unlock(&c->lock);
+    return;
+  }
+  g_mutex_unlock(&c->lock);
+
   Ev *e = g_new0(Ev, 1);
   e->kind = kind;
   e->s = s != NULL ? ferry_stream_ref(s) : NULL;
-  e->data = data;
+  if (kind == EV_DATA) {
+    e->data = g_byte_array_sized_new((guint)MAX(len, 64 * 1024));
+    g_byte_array_append(e->data, buf, (guint)len);
+  }
   e->fin = fin;
   e->aborted = aborted;
   e->code = code;
   e->error = error != NULL ? g_error_copy(error) : NULL;
   g_mutex_lock(&c->lock);
+  gboolean was_empty = g_queue_is_empty(&c->events);
   g_queue_push_tail(&c->events, e);
   g_mutex_unlock(&c->lock);
-  g_source_set_ready_time(c->dispatch, 0);
+  if (was_empty)
+    g_source_set_ready_time(c->dispatch, 0);
+}
+
+static void
+post(FerryConnection *c, EvKind kind, FerryStream *s, gboolean fin, gboolean aborted, guint64 code,
+     const GError *error)
+{
+  post_full(c, kind, s, NULL, 0, fin, aborted, code, error);
 }
 
 static void
 q_handshake_done(FerryQuic *q, gpointer data)
 {
-  post(data, EV_HANDSHAKE, NULL, NULL, FALSE, FALSE, 0, NULL);
+  post(data, EV_HANDSHAKE, NULL, FALSE, FALSE, 0, NULL);
 }
 
 static void
@@ -390,7 +419,7 @@ q_stream_opened(FerryQuic *q, FerryQuicStream *qs, gpointer data)
   FerryStream *s = stream_new(c, ferry_quic_stream_ref(qs));
   s->auth = ferry_quic_stream_get_id(qs) == 0;
   ferry_quic_stream_set_user_data(qs, s);
-  post(c, EV_OPENED, s, NULL, FALSE, FALSE, 0, NULL);
+  post(c, EV_OPENED, s, FALSE, FALSE, 0, NULL);
   ferry_stream_unref(s); /* the event holds it now; then conn->streams */
 }
 
@@ -400,7 +429,7 @@ q_stream_data(FerryQuic *q, FerryQuicStream *qs, const guint8 *buf, gsize len, g
 {
   FerryStream *s = ferry_quic_stream_get_user_data(qs);
   if (s != NULL)
-    post(data, EV_DATA, s, g_bytes_new(buf, len), fin, FALSE, 0, NULL);
+    post_full(data, EV_DATA, s, buf, len, fin, FALSE, 0, NULL);
 }
 
 static void
@@ -408,7 +437,7 @@ q_stream_writable(FerryQuic *q, FerryQuicStream *qs, gpointer data)
 {
   FerryStream *s = ferry_quic_stream_get_user_data(qs);
   if (s != NULL)
-    post(data, EV_WRITABLE, s, NULL, FALSE, FALSE, 0, NULL);
+    post(data, EV_WRITABLE, s, FALSE, FALSE, 0, NULL);
 }
 
 static void
@@ -416,13 +445,13 @@ q_stream_closed(FerryQuic *q, FerryQuicStream *qs, gboolean aborted, guint64 cod
 {
   FerryStream *s = ferry_quic_stream_get_user_data(qs);
   if (s != NULL)
-    post(data, EV_STREAM_CLOSED, s, NULL, FALSE, aborted, code, NULL);
+    post(data, EV_STREAM_CLOSED, s, FALSE, aborted, code, NULL);
 }
 
 static void
 q_closed(FerryQuic *q, const GError *error, gpointer data)
 {
-  post(data, EV_CLOSED, NULL, NULL, FALSE, FALSE, 0, error);
+  post(data, EV_CLOSED, NULL, FALSE, FALSE, 0, error);
 }
 
 /* ---- the channel binding ------------------------------------------------ */
@@ -539,8 +568,8 @@ deliver(FerryConnection *c, Ev *e)
       ferry_quic_stream_reset(s->qs, 0);
     break;
   case EV_DATA: {
-    gsize len = 0;
-    const guint8 *p = g_bytes_get_data(e->data, &len);
+    gsize len = e->data->len;
+    const guint8 *p = e->data->data;
     if (s->h.data != NULL && !s->closed)
       s->h.data(s, p, len, e->fin, s->user_data);
     if (len > 0 && s->qs != NULL)
@@ -597,8 +626,8 @@ handle_auth_event(FerryConnection *c, Ev *e)
     if (!e->s->auth)
       return FALSE;
     {
-      gsize len = 0;
-      const guint8 *p = g_bytes_get_data(e->data, &len);
+      gsize len = e->data->len;
+      const guint8 *p = e->data->data;
       auth_data(c, p, len, e->fin);
       if (len > 0)
         ferry_quic_stream_consume(e->s->qs, len);
