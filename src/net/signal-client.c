@@ -626,6 +626,40 @@ ferry_signal_client_get_state(FerrySignalClient *c)
   return c->state;
 }
 
+/* A closed client's last connection stays alive until the server has
+ * answered its close frame (or 2 s have passed): dropping it at once would
+ * lose the frame, and the server would take a deliberate goodbye for a
+ * dropped network and keep the membership for its reconnect grace. */
+typedef struct {
+  SoupWebsocketConnection *ws;
+  gulong handler;
+  guint timer;
+} Goodbye;
+
+static void
+goodbye_done(Goodbye *g)
+{
+  g_clear_handle_id(&g->timer, g_source_remove);
+  g_signal_handler_disconnect(g->ws, g->handler);
+  g_object_unref(g->ws);
+  g_free(g);
+}
+
+static void
+goodbye_closed(SoupWebsocketConnection *ws, gpointer data)
+{
+  goodbye_done(data);
+}
+
+static gboolean
+goodbye_timeout(gpointer data)
+{
+  Goodbye *g = data;
+  g->timer = 0;
+  goodbye_done(g);
+  return G_SOURCE_REMOVE;
+}
+
 void
 ferry_signal_client_close(FerrySignalClient *c)
 {
@@ -637,9 +671,15 @@ ferry_signal_client_close(FerrySignalClient *c)
   g_clear_handle_id(&c->keepalive_id, g_source_remove);
   if (c->ws != NULL) {
     g_signal_handlers_disconnect_by_data(c->ws, c);
-    if (soup_websocket_connection_get_state(c->ws) == SOUP_WEBSOCKET_STATE_OPEN)
-      soup_websocket_connection_close(c->ws, SOUP_WEBSOCKET_CLOSE_NORMAL, NULL);
-    g_clear_object(&c->ws);
+    if (soup_websocket_connection_get_state(c->ws) == SOUP_WEBSOCKET_STATE_OPEN) {
+      Goodbye *g = g_new0(Goodbye, 1);
+      g->ws = g_steal_pointer(&c->ws);
+      g->handler = g_signal_connect(g->ws, "closed", G_CALLBACK(goodbye_closed), g);
+      g->timer = g_timeout_add(2000, goodbye_timeout, g);
+      soup_websocket_connection_close(g->ws, SOUP_WEBSOCKET_CLOSE_NORMAL, NULL);
+    } else {
+      g_clear_object(&c->ws);
+    }
   }
   if (c->state != FERRY_SIGNAL_CLIENT_CLOSED)
     set_state(c, FERRY_SIGNAL_CLIENT_CLOSED, NULL);
