@@ -6,7 +6,6 @@
  * and a clear failure when no path exists. */
 #include <signal.h>
 #include <string.h>
-#include <sys/prctl.h>
 
 #include <glib/gstdio.h>
 
@@ -275,108 +274,17 @@ test_direct(void)
   test_server_stop(&srv);
 }
 
-/* A coturn with use-auth-secret; ferry serve mints its credentials. */
-typedef struct {
-  GSubprocess *proc;
-  char *dir;
-  guint port;
-  char *secret;
-} Coturn;
-
-static void
-die_with_parent(gpointer data)
-{
-  prctl(PR_SET_PDEATHSIG, SIGKILL);
-}
-
-static gboolean
-coturn_start(Coturn *c)
-{
-  g_autofree char *log = g_build_filename(c->dir, "turnserver.log", NULL);
-  g_autoptr(GSubprocessLauncher) l = g_subprocess_launcher_new(G_SUBPROCESS_FLAGS_STDERR_MERGE);
-  guint min_port = (guint)g_test_rand_int_range(20000, 32000);
-  g_autoptr(GError) error = NULL;
-  c->port = test_free_port();
-  g_autofree char *a_port = g_strdup_printf("--listening-port=%u", c->port);
-  g_autofree char *a_secret = g_strdup_printf("--static-auth-secret=%s", c->secret);
-  g_autofree char *a_min = g_strdup_printf("--min-port=%u", min_port);
-  g_autofree char *a_max = g_strdup_printf("--max-port=%u", min_port + 199);
-  g_autofree char *a_pid = g_strdup_printf("--pidfile=%s/turnserver.pid", c->dir);
-  g_autofree char *a_db = g_strdup_printf("--userdb=%s/turndb", c->dir);
-  const char *argv[] = {"turnserver",
-                        "-n",
-                        "--log-file=stdout",
-                        "--simple-log",
-                        "--listening-ip=127.0.0.1",
-                        "--relay-ip=127.0.0.1",
-                        a_port,
-                        "--allow-loopback-peers",
-                        "--no-dtls",
-                        "--no-tls",
-                        "--no-cli",
-                        "--realm=ferry.test",
-                        "--use-auth-secret",
-                        a_secret,
-                        a_min,
-                        a_max,
-                        a_pid,
-                        a_db,
-                        NULL};
-
-  g_subprocess_launcher_set_stdout_file_path(l, log);
-  g_subprocess_launcher_set_child_setup(l, die_with_parent, NULL, NULL);
-  c->proc = g_subprocess_launcher_spawnv(l, argv, &error);
-  g_assert_no_error(error);
-  for (int i = 0; i < 200; i++) {
-    g_autofree char *text = NULL;
-    g_usleep(50000);
-    if (!g_file_get_contents(log, &text, NULL, NULL))
-      continue;
-    if (strstr(text, "Address already in use") != NULL)
-      break;
-    if (strstr(text, "Total General servers") != NULL)
-      return TRUE;
-  }
-  g_subprocess_force_exit(c->proc);
-  g_subprocess_wait(c->proc, NULL, NULL);
-  g_clear_object(&c->proc);
-  return FALSE;
-}
-
-static void
-coturn_stop(Coturn *c)
-{
-  const char *files[] = {"turnserver.log", "turnserver.pid", "turndb"};
-  g_subprocess_send_signal(c->proc, SIGTERM);
-  g_subprocess_wait(c->proc, NULL, NULL);
-  g_clear_object(&c->proc);
-  for (guint i = 0; i < G_N_ELEMENTS(files); i++) {
-    g_autofree char *p = g_build_filename(c->dir, files[i], NULL);
-    g_unlink(p);
-  }
-  g_rmdir(c->dir);
-  g_free(c->dir);
-  g_free(c->secret);
-}
-
 static void
 test_relayed(void)
 {
   TestServer srv;
   FerryConnectOptions o;
-  Coturn turn = {0};
-  g_autofree char *bin = g_find_program_in_path("turnserver");
+  TestCoturn turn;
 
-  if (bin == NULL) {
+  if (!test_coturn_start(&turn, FALSE)) {
     g_test_skip("coturn (turnserver) is not installed: apt install coturn");
     return;
   }
-  turn.dir = g_dir_make_tmp("ferry-conn-XXXXXX", NULL);
-  turn.secret = g_strdup_printf("ferry-conn-%08x", g_test_rand_int());
-  gboolean up = FALSE;
-  for (int i = 0; i < 3 && !up; i++)
-    up = coturn_start(&turn);
-  g_assert_true(up);
   g_autofree char *turn_url = g_strdup_printf("turn:127.0.0.1:%u", turn.port);
   test_server_start(&srv, "127.0.0.1:0", "--turn-server", turn_url, "--turn-static-auth-secret",
                     turn.secret, NULL);
@@ -386,7 +294,7 @@ test_relayed(void)
   g_autofree char *line = round_trip(&o, &o, TRUE);
   g_assert_nonnull(strstr(line, "relay"));
   test_server_stop(&srv);
-  coturn_stop(&turn);
+  test_coturn_stop(&turn);
 }
 
 static void

@@ -15,8 +15,26 @@ void test_server_start(TestServer *srv, const char *listen, ...) G_GNUC_NULL_TER
 void test_server_stop(TestServer *srv);
 /* "http://127.0.0.1:PORT"; free it. */
 char *test_server_url(guint port);
-/* A TCP port on 127.0.0.1 that was free a moment ago. */
+/* A port on 127.0.0.1 that was free for both TCP and UDP a moment ago
+ * (TURN and STUN listen on both). */
 guint test_free_port(void);
+
+/* A real coturn on 127.0.0.1 with use-auth-secret (REST credentials:
+ * username "EXPIRY:ID", password base64(HMAC-SHA1(secret, username))),
+ * its state in a temporary directory; it dies with the test process. */
+typedef struct {
+  GSubprocess *proc;
+  char *dir;
+  guint port;     /* TURN over UDP and TCP */
+  guint tls_port; /* TURN over TLS; 0 unless asked and openssl is there */
+  char *secret;
+} TestCoturn;
+
+/* Starts one (with a TLS port too when tls is TRUE and openssl can make a
+ * certificate for turn.ferry.test). FALSE when turnserver is not
+ * installed: the caller skips. Aborts the test if it does not start. */
+gboolean test_coturn_start(TestCoturn *c, gboolean tls);
+void test_coturn_stop(TestCoturn *c);
 
 /* Runs the default main context until pred holds or seconds pass. */
 #define WAIT_FOR(pred, seconds)                                                                    \
