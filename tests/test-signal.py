@@ -371,6 +371,39 @@ async def test_connect_limits():
         srv.stop()
 
 
+async def test_per_address_limits():
+    srv = Server("--max-connections-per-ip", "3", "--ip-join-rate", "5")
+    try:
+        held = [await connect(srv) for _ in range(3)]
+        try:
+            await websockets.connect(srv.url)
+            check("a 4th connection from one address (--max-connections-per-ip 3) is refused", False)
+        except websockets.exceptions.InvalidStatusCode as e:
+            check("a 4th connection from one address (--max-connections-per-ip 3) is refused with 429",
+                  e.status_code == 429 and "already holds 3 connections" in e.headers.get("X-Ferry-Error", ""),
+                  repr(dict(e.headers)))
+        await held[0].close()
+        await asyncio.sleep(0.2)
+        held[0] = await connect(srv)
+        check("after one closes, the address may connect again", True)
+        ws = held[1]
+        await send(ws, type="join", version=1, nameplate="4242")
+        await expect_error(ws, "no-such-nameplate", "guessing a nameplate fails")
+        await send(ws, type="join", version=1, nameplate="4243")
+        await expect_error(ws, "rate-limited",
+                           "a second guess right after is refused (a failed join costs 5 of --ip-join-rate 5)")
+        await ws.send('{"type":"ping","x":\'"\',"b":[[[]]],"y":\'"\'}')
+        await expect_error(ws, "bad-json", "single-quoted strings (which could hide nesting) get bad-json")
+        await ws.send('{"type":"ping" /* comment */}')
+        await expect_error(ws, "bad-json", "comments get bad-json")
+        for w in held:
+            await w.close()
+    finally:
+        srv.stop()
+    p = subprocess.run([FERRY, "serve", "--max-message-bytes", "2000000"], capture_output=True, text=True)
+    check("--max-message-bytes over 1 MiB is refused with the range", p.returncode == 2 and "1048576" in p.stderr, p.stderr)
+
+
 async def test_session_rate():
     srv = Server("--ip-session-rate", "30")
     try:
@@ -590,6 +623,7 @@ async def main():
         srv.stop()
     await test_connect_limits()
     await test_session_rate()
+    await test_per_address_limits()
     await test_timeouts()
     await test_health_and_drain()
     await test_two_instances_on_redis()

@@ -528,6 +528,24 @@ test_conn_slow_reader_is_dropped(void)
   fixture_teardown(&f);
 }
 
+/* A client that sends its close while it reads nothing must not keep its
+ * connection (and queued bytes) for ever: the close timeout ends it. */
+static void
+test_conn_close_while_not_reading_times_out(void)
+{
+  Fixture f;
+  fixture_setup(&f, NULL, 16 * 1024 * 1024);
+  char msg[10000];
+  memset(msg, 'q', sizeof msg);
+  for (int i = 0; i < 400; i++)
+    ferry_ws_conn_send_text(f.conn, msg, sizeof msg);
+  g_assert_cmpint(ferry_ws_conn_get_end(f.conn), ==, FERRY_WS_END_NONE);
+  client_send(&f, 0x88, "\x03\xE8", 2);
+  pump_until(is_closed, &f);
+  g_assert_cmpint(f.end, ==, FERRY_WS_END_TIMEOUT);
+  fixture_teardown(&f);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -546,5 +564,7 @@ main(int argc, char **argv)
   g_test_add_func("/server/ws/conn/oversize-1009", test_conn_oversize_closes_1009);
   g_test_add_func("/server/ws/conn/eof", test_conn_eof);
   g_test_add_func("/server/ws/conn/slow-reader-dropped", test_conn_slow_reader_is_dropped);
+  g_test_add_func("/server/ws/conn/close-while-not-reading-times-out",
+                  test_conn_close_while_not_reading_times_out);
   return g_test_run();
 }

@@ -15,18 +15,20 @@ typedef struct {
   char *listen;   /* "HOST:PORT", "[::]:PORT" or ":PORT" */
   char *tls_cert; /* PEM files: both set → wss/https */
   char *tls_key;
-  int stun_port;         /* UDP port of the STUN responder; -1: off */
-  char **turn_servers;   /* turn:/turns: URLs handed to peers */
-  char *turn_secret;     /* coturn static-auth-secret */
-  int turn_cred_ttl;     /* seconds */
-  int session_ttl;       /* seconds a session may live */
-  int code_ttl;          /* seconds a nameplate waits for receivers */
-  guint max_receivers;   /* per sender */
-  guint max_sessions;    /* live sessions (this instance's senders) */
-  guint max_connections; /* WebSocket connections */
+  int stun_port;                /* UDP port of the STUN responder; -1: off */
+  char **turn_servers;          /* turn:/turns: URLs handed to peers */
+  char *turn_secret;            /* coturn static-auth-secret */
+  int turn_cred_ttl;            /* seconds */
+  int session_ttl;              /* seconds a session may live */
+  int code_ttl;                 /* seconds a nameplate waits for receivers */
+  guint max_receivers;          /* per sender */
+  guint max_sessions;           /* live sessions (this instance's senders) */
+  guint max_connections;        /* WebSocket connections */
+  guint max_connections_per_ip; /* held at once by one client address */
   guint max_message_bytes;
   double ip_connect_rate; /* connections per IP per minute; 0: no limit */
   double ip_session_rate; /* sessions created per IP per minute */
+  double ip_join_rate;    /* joins per IP per minute; a failed join costs 5 */
   double message_rate;    /* messages per connection per second */
   int idle_timeout;       /* seconds without a message before a close */
   gboolean trust_proxy;   /* take the client address from X-Forwarded-For */

@@ -70,9 +70,10 @@ cmd_serve(int argc, char **argv)
 {
   FerryServerConfig cfg;
   g_autofree char *session_ttl = NULL, *code_ttl = NULL, *idle = NULL, *cred_ttl = NULL;
-  int max_recv = -1, max_sessions = -1, max_conns = -1, max_msg = -1, stun_port = -2;
+  int max_recv = -1, max_sessions = -1, max_conns = -1, max_conns_ip = -1, max_msg = -1;
+  int stun_port = -2;
   int drain = -1, grace = -1;
-  double ip_connect = -1, ip_session = -1, msg_rate = -1;
+  double ip_connect = -1, ip_session = -1, ip_join = -1, msg_rate = -1;
   gboolean no_stun = FALSE, quiet = FALSE;
 
   ferry_server_config_init(&cfg);
@@ -102,12 +103,16 @@ cmd_serve(int argc, char **argv)
       {"max-sessions", 0, 0, G_OPTION_ARG_INT, &max_sessions, "Live sessions (default 10000)", "N"},
       {"max-connections", 0, 0, G_OPTION_ARG_INT, &max_conns,
        "WebSocket connections (default 20000)", "N"},
+      {"max-connections-per-ip", 0, 0, G_OPTION_ARG_INT, &max_conns_ip,
+       "WebSocket connections one client address may hold at once (default 64)", "N"},
       {"max-message-bytes", 0, 0, G_OPTION_ARG_INT, &max_msg,
        "Largest message a client may send (default 65536)", "BYTES"},
       {"ip-connect-rate", 0, 0, G_OPTION_ARG_DOUBLE, &ip_connect,
        "New connections per client address per minute (default 120, 0: no limit)", "N"},
       {"ip-session-rate", 0, 0, G_OPTION_ARG_DOUBLE, &ip_session,
        "New sessions per client address per minute (default 30, 0: no limit)", "N"},
+      {"ip-join-rate", 0, 0, G_OPTION_ARG_DOUBLE, &ip_join,
+       "Joins per client address per minute (default 60; failed joins cost 5; 0: no limit)", "N"},
       {"message-rate", 0, 0, G_OPTION_ARG_DOUBLE, &msg_rate,
        "Messages per connection per second (default 50, 0: no limit)", "N"},
       {"idle-timeout", 0, 0, G_OPTION_ARG_STRING, &idle,
@@ -157,19 +162,20 @@ cmd_serve(int argc, char **argv)
     return FERRY_EXIT_USAGE;
   struct {
     const char *name;
-    int value, min;
+    int value, min, max;
     guint *target;
   } ints[] = {
-      {"--max-receivers-per-sender", max_recv, 1, &cfg.max_receivers},
-      {"--max-sessions", max_sessions, 1, &cfg.max_sessions},
-      {"--max-connections", max_conns, 1, &cfg.max_connections},
-      {"--max-message-bytes", max_msg, 256, &cfg.max_message_bytes},
+      {"--max-receivers-per-sender", max_recv, 1, 1000000, &cfg.max_receivers},
+      {"--max-sessions", max_sessions, 1, 999999, &cfg.max_sessions},
+      {"--max-connections", max_conns, 1, G_MAXINT, &cfg.max_connections},
+      {"--max-connections-per-ip", max_conns_ip, 1, G_MAXINT, &cfg.max_connections_per_ip},
+      {"--max-message-bytes", max_msg, 256, 1024 * 1024, &cfg.max_message_bytes},
   };
   for (size_t i = 0; i < G_N_ELEMENTS(ints); i++) {
     if (ints[i].value == -1)
       continue;
-    if (ints[i].value < ints[i].min) {
-      cli_error("%s must be at least %d", ints[i].name, ints[i].min);
+    if (ints[i].value < ints[i].min || ints[i].value > ints[i].max) {
+      cli_error("%s must be between %d and %d", ints[i].name, ints[i].min, ints[i].max);
       return FERRY_EXIT_USAGE;
     }
     *ints[i].target = (guint)ints[i].value;
@@ -180,6 +186,8 @@ cmd_serve(int argc, char **argv)
     cfg.ip_session_rate = ip_session;
   if (msg_rate >= 0)
     cfg.message_rate = msg_rate;
+  if (ip_join >= 0)
+    cfg.ip_join_rate = ip_join;
   if (drain >= 0)
     cfg.drain_timeout = drain;
   if (grace >= 0)

@@ -41,6 +41,7 @@
 typedef struct {
   FerryBucket connects;
   FerryBucket sessions;
+  FerryBucket joins;
   guint conns;
   gint64 last_us;
 } IpState;
@@ -148,6 +149,8 @@ ferry_server_config_init(FerryServerConfig *cfg)
   cfg->max_message_bytes = 65536;
   cfg->ip_connect_rate = 120;
   cfg->ip_session_rate = 30;
+  cfg->ip_join_rate = 60;
+  cfg->max_connections_per_ip = 64;
   cfg->message_rate = 50;
   cfg->idle_timeout = 120;
   cfg->drain_timeout = 5;
@@ -245,13 +248,46 @@ random_hex(char out[33])
   sodium_bin2hex(out, 33, raw, sizeof raw);
 }
 
+/* Whom a limit counts: an IPv4 address, or an IPv6 /64 (one host usually
+ * holds a whole /64, and fresh addresses from it must not mean fresh
+ * limits). The caller frees the result. */
+static char *
+ip_key(const char *ip)
+{
+  GInetAddress *a = g_inet_address_new_from_string(ip);
+  if (a == NULL || g_inet_address_get_family(a) != G_SOCKET_FAMILY_IPV6) {
+    g_clear_object(&a);
+    return g_strdup(ip);
+  }
+  guint8 bytes[16];
+  memcpy(bytes, g_inet_address_to_bytes(a), 16);
+  g_object_unref(a);
+  memset(bytes + 8, 0, 8);
+  GInetAddress *prefix = g_inet_address_new_from_bytes(bytes, G_SOCKET_FAMILY_IPV6);
+  char *text = g_inet_address_to_string(prefix);
+  char *key = g_strconcat(text, "/64", NULL);
+  g_free(text);
+  g_object_unref(prefix);
+  return key;
+}
+
+static IpState *
+ip_lookup(FerryServer *s, const char *ip)
+{
+  g_autofree char *key = ip_key(ip);
+  return g_hash_table_lookup(s->ips, key);
+}
+
 static IpState *
 ip_state(FerryServer *s, const char *ip)
 {
-  IpState *st = g_hash_table_lookup(s->ips, ip);
+  char *key = ip_key(ip);
+  IpState *st = g_hash_table_lookup(s->ips, key);
   if (st == NULL) {
     st = g_new0(IpState, 1);
-    g_hash_table_insert(s->ips, g_strdup(ip), st);
+    g_hash_table_insert(s->ips, key, st);
+  } else {
+    g_free(key);
   }
   st->last_us = g_get_monotonic_time();
   return st;
@@ -491,6 +527,11 @@ join_done(const char *err, const char *session_id, guint receiver_no, guint max_
                  "the server's session store is not available; try again in a moment");
     refuse(c, err, text);
     c->nameplate[0] = '\0';
+    /* Guessing nameplates costs more than joining one that exists. */
+    IpState *ip = ip_state(s, c->ip);
+    for (int i = 0; i < 4; i++)
+      ferry_bucket_take(&ip->joins, s->cfg.ip_join_rate / 60.0, s->cfg.ip_join_rate,
+                        g_get_monotonic_time());
     conn_unref(c);
     return;
   }
@@ -519,6 +560,13 @@ handle_join(Conn *c, const FerrySignalMsg *m)
 {
   if (c->server->draining) {
     refuse(c, "server-closing", "the server is shutting down; try again in a moment");
+    return;
+  }
+  IpState *ip = ip_state(c->server, c->ip);
+  double rate = c->server->cfg.ip_join_rate;
+  if (!ferry_bucket_take(&ip->joins, rate / 60.0, rate, g_get_monotonic_time())) {
+    refuse(c, "rate-limited",
+           "too many attempts to join from your address; wait a minute and check the code");
     return;
   }
   g_strlcpy(c->nameplate, m->nameplate, sizeof c->nameplate);
@@ -802,7 +850,7 @@ conn_drop(Conn *c)
   if (c->closed || c->link == NULL)
     return;
   c->ops->detach(c->link, c);
-  IpState *ip = g_hash_table_lookup(s->ips, c->ip);
+  IpState *ip = ip_lookup(s, c->ip);
   if (ip != NULL && ip->conns > 0)
     ip->conns--;
   g_hash_table_remove(s->conns, c);
@@ -953,6 +1001,15 @@ ws_early_handler(SoupServer *soup, SoupServerMessage *msg, const char *path, GHa
   }
   IpState *st = ip_state(s, ip);
   double rate = s->cfg.ip_connect_rate / 60.0;
+  if (st->conns >= s->cfg.max_connections_per_ip) {
+    char text[160];
+    g_snprintf(text, sizeof text,
+               "your address already holds %u connections, the most this server allows; close "
+               "some first",
+               st->conns);
+    http_refuse(s, msg, 429, "too-many-connections", text, 10);
+    return;
+  }
   if (!ferry_bucket_take(&st->connects, rate, s->cfg.ip_connect_rate, g_get_monotonic_time())) {
     http_refuse(s, msg, 429, "rate-limited",
                 "too many connections from your address; wait a minute",
@@ -1168,7 +1225,8 @@ sweep(gpointer user_data)
         ferry_bucket_is_full(&st->connects, s->cfg.ip_connect_rate / 60.0, s->cfg.ip_connect_rate,
                              now) &&
         ferry_bucket_is_full(&st->sessions, s->cfg.ip_session_rate / 60.0, s->cfg.ip_session_rate,
-                             now))
+                             now) &&
+        ferry_bucket_is_full(&st->joins, s->cfg.ip_join_rate / 60.0, s->cfg.ip_join_rate, now))
       g_hash_table_iter_remove(&it);
   }
   return G_SOURCE_CONTINUE;

@@ -30,6 +30,8 @@ depth_ok(const char *data, gsize len)
     }
     if (c == '"')
       in_string = TRUE;
+    else if (c == '\'' || c == '/')
+      return FALSE; /* json-glib's extensions (quotes, comments) would hide nesting */
     else if (c == '{' || c == '[') {
       if (++depth > MAX_DEPTH)
         return FALSE;
@@ -122,7 +124,8 @@ ferry_signal_msg_parse(const char *data, gsize len, FerrySignalMsg *out, const c
   if (len == 0 || memchr(data, '\0', len) != NULL || !g_utf8_validate(data, len, NULL))
     return fail(out, slug, why, "bad-json", "a message must be UTF-8 JSON text");
   if (!depth_ok(data, len))
-    return fail(out, slug, why, "bad-json", "JSON nested too deeply");
+    return fail(out, slug, why, "bad-json",
+                "JSON nested too deeply, or not plain JSON (no comments or single quotes)");
 
   parser = json_parser_new_immutable();
   if (!json_parser_load_from_data(parser, data, (gssize)len, NULL)) {

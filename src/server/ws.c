@@ -491,6 +491,11 @@ flush_out(FerryWsConn *c)
     if (c->out_pos == c->out->len) {
       g_clear_pointer(&c->out, g_byte_array_unref);
       c->out_pos = 0;
+    } else if (c->out_pos >= 64 * 1024 && c->out_pos >= c->out->len / 2) {
+      /* Drop what was sent: a client reading just fast enough to keep the
+       * queue from emptying must not make the array grow for ever. */
+      g_byte_array_remove_range(c->out, 0, (guint)c->out_pos);
+      c->out_pos = 0;
     }
   }
   if (c->fd >= 0 && c->out == NULL && c->end_when_flushed)
@@ -567,7 +572,10 @@ send_close(FerryWsConn *c, guint16 code, const char *reason, gboolean end_now, F
   if (end_now) {
     c->end_when_flushed = TRUE;
     c->end_after_flush = end;
-  } else if (c->hub != NULL) {
+  }
+  /* Also when ending now: a client that never reads would otherwise keep
+   * its queued bytes, its descriptor and a connection slot for ever. */
+  if (c->hub != NULL) {
     c->close_timer = g_timeout_source_new_seconds(CLOSE_TIMEOUT_S);
     g_source_set_callback(c->close_timer, close_timeout, c, NULL);
     g_source_attach(c->close_timer, c->hub->ctx);
