@@ -197,6 +197,35 @@ test_tampered_box(void)
   test_server_stop(&srv);
 }
 
+static void
+test_replayed_box(void)
+{
+  TestServer srv;
+  Side a, b;
+  test_server_start(&srv, "127.0.0.1:0", NULL);
+  char *url = test_server_url(srv.port);
+
+  pair_up(&a, &b, url, "ocean-tiger-piano", "ocean-tiger-piano");
+  WAIT_FOR(a.ready && b.ready, 10);
+  ferry_peer_link_send_secret(b.link, "first", 5);
+  ferry_peer_link_send_secret(b.link, "second", 6);
+  WAIT_FOR(a.secrets->len == 2, 5);
+  g_assert_cmpstr(a.secrets->pdata[0], ==, "first");
+  g_assert_cmpstr(a.secrets->pdata[1], ==, "second");
+  /* The server (or anyone relaying) delivers the first box again. */
+  JsonNode *again = json_from_string(a.raw->pdata[a.raw->len - 2], NULL);
+  g_assert_true(ferry_peer_link_handle(a.link, again));
+  json_node_unref(again);
+  g_assert_error(a.error, FERRY_ERROR, FERRY_ERROR_CORRUPT);
+  g_assert_nonnull(strstr(a.error->message, "replayed"));
+  g_assert_cmpuint(a.secrets->len, ==, 2);
+
+  side_clear(&a);
+  side_clear(&b);
+  g_free(url);
+  test_server_stop(&srv);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -204,5 +233,6 @@ main(int argc, char **argv)
   g_test_add_func("/net/peer-link/right-code", test_right_code);
   g_test_add_func("/net/peer-link/wrong-code", test_wrong_code);
   g_test_add_func("/net/peer-link/tampered-box", test_tampered_box);
+  g_test_add_func("/net/peer-link/replayed-box", test_replayed_box);
   return g_test_run();
 }

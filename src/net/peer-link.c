@@ -28,6 +28,7 @@ struct _FerryPeerLink {
   guint8 key[FERRY_PAKE_KEY_LEN];
   guint8 tx_key[crypto_secretbox_KEYBYTES];
   guint8 rx_key[crypto_secretbox_KEYBYTES];
+  guint64 tx_seq, rx_seq; /* sealed messages are numbered from 0 each way */
   FerryPeerLinkHandlers handlers;
   gpointer user_data;
 };
@@ -267,7 +268,7 @@ on_box(FerryPeerLink *l, JsonObject *o)
   }
   gsize plen = clen - crypto_secretbox_MACBYTES;
   char *p = g_malloc(plen + 1);
-  if (crypto_secretbox_open_easy((guchar *)p, c, clen, nonce, l->rx_key) != 0) {
+  if (crypto_secretbox_open_easy((guchar *)p, c, clen, nonce, l->rx_key) != 0 || plen < 8) {
     g_free(c);
     g_free(p);
     fail(l, FERRY_ERR_CORRUPT, "a sealed message from the peer failed authentication");
@@ -275,8 +276,21 @@ on_box(FerryPeerLink *l, JsonObject *o)
   }
   p[plen] = '\0';
   g_free(c);
+  /* The sequence number inside the box: whoever relays the boxes (the
+   * server) cannot replay, drop-and-reorder or reflect them unnoticed. */
+  guint64 seq = 0;
+  for (int i = 0; i < 8; i++)
+    seq = seq << 8 | (guint8)p[i];
+  if (seq != l->rx_seq) {
+    sodium_memzero(p, plen);
+    g_free(p);
+    fail(l, FERRY_ERR_CORRUPT,
+         "a sealed message from the peer was replayed or arrived out of order");
+    return;
+  }
+  l->rx_seq++;
   if (l->handlers.secret != NULL)
-    l->handlers.secret(l, p, plen, l->user_data);
+    l->handlers.secret(l, p + 8, plen - 8, l->user_data);
   sodium_memzero(p, plen);
   g_free(p);
 }
@@ -317,11 +331,18 @@ ferry_peer_link_send_secret(FerryPeerLink *l, const char *text, gsize len)
 
   g_return_if_fail(l->state == LINK_READY);
   randombytes_buf(nonce, sizeof nonce);
-  guchar *c = g_malloc(len + crypto_secretbox_MACBYTES);
-  crypto_secretbox_easy(c, (const guchar *)text, len, nonce, l->tx_key);
+  guchar *plain = g_malloc(8 + len);
+  for (int i = 0; i < 8; i++)
+    plain[i] = (guchar)(l->tx_seq >> (56 - 8 * i));
+  memcpy(plain + 8, text, len);
+  l->tx_seq++;
+  guchar *c = g_malloc(8 + len + crypto_secretbox_MACBYTES);
+  crypto_secretbox_easy(c, plain, 8 + len, nonce, l->tx_key);
+  sodium_memzero(plain, 8 + len);
+  g_free(plain);
   JsonBuilder *b = body_begin("box");
   add_b64(b, "n", nonce, sizeof nonce);
-  add_b64(b, "c", c, len + crypto_secretbox_MACBYTES);
+  add_b64(b, "c", c, 8 + len + crypto_secretbox_MACBYTES);
   body_send(l, b);
   g_free(c);
 }
