@@ -107,132 +107,117 @@ pair_up(Side *sender, Side *receiver, const char *url, const char *sender_words,
   ferry_signal_client_join(receiver->sig, sender->nameplate);
 }
 
-static void
-test_right_code(void)
-{
+/* Each test: a fresh ferry serve, and a sender and a receiver on it. */
+typedef struct {
   TestServer srv;
+  char *url;
   Side a, b;
-  test_server_start(&srv, "127.0.0.1:0", NULL);
-  char *url = test_server_url(srv.port);
+} Pair;
 
-  pair_up(&a, &b, url, "ocean-tiger-piano", "ocean-tiger-piano");
-  WAIT_FOR(a.ready && b.ready, 10);
-  g_assert_no_error(a.error);
-  g_assert_no_error(b.error);
+static void
+pair_setup(Pair *p, gconstpointer data)
+{
+  test_server_start(&p->srv, "127.0.0.1:0", NULL);
+  p->url = test_server_url(p->srv.port);
+}
+
+static void
+pair_teardown(Pair *p, gconstpointer data)
+{
+  side_clear(&p->a);
+  side_clear(&p->b);
+  g_free(p->url);
+  test_server_stop(&p->srv);
+}
+
+static void
+test_right_code(Pair *p, gconstpointer data)
+{
+  pair_up(&p->a, &p->b, p->url, "ocean-tiger-piano", "ocean-tiger-piano");
+  WAIT_FOR(p->a.ready && p->b.ready, 10);
+  g_assert_no_error(p->a.error);
+  g_assert_no_error(p->b.error);
 
   guint8 ka[FERRY_LINK_KEY_LEN], kb[FERRY_LINK_KEY_LEN], other[FERRY_LINK_KEY_LEN];
-  g_assert_true(ferry_peer_link_derive_key(a.link, "ferry-v1 quic-auth", ka));
-  g_assert_true(ferry_peer_link_derive_key(b.link, "ferry-v1 quic-auth", kb));
-  g_assert_true(ferry_peer_link_derive_key(b.link, "something else", other));
+  g_assert_true(ferry_peer_link_derive_key(p->a.link, "ferry-v1 quic-auth", ka));
+  g_assert_true(ferry_peer_link_derive_key(p->b.link, "ferry-v1 quic-auth", kb));
+  g_assert_true(ferry_peer_link_derive_key(p->b.link, "something else", other));
   g_assert_cmpmem(ka, sizeof ka, kb, sizeof kb);
   g_assert_true(memcmp(ka, other, sizeof ka) != 0);
 
   const char *cand = "a=candidate:1 1 UDP 2013266431 192.0.2.7 50000 typ host";
-  ferry_peer_link_send_secret(b.link, cand, strlen(cand));
-  ferry_peer_link_send_secret(a.link, "end-of-candidates", 17);
-  WAIT_FOR(a.secrets->len == 1 && b.secrets->len == 1, 5);
-  g_assert_cmpstr(a.secrets->pdata[0], ==, cand);
-  g_assert_cmpstr(b.secrets->pdata[0], ==, "end-of-candidates");
+  ferry_peer_link_send_secret(p->b.link, cand, strlen(cand));
+  ferry_peer_link_send_secret(p->a.link, "end-of-candidates", 17);
+  WAIT_FOR(p->a.secrets->len == 1 && p->b.secrets->len == 1, 5);
+  g_assert_cmpstr(p->a.secrets->pdata[0], ==, cand);
+  g_assert_cmpstr(p->b.secrets->pdata[0], ==, "end-of-candidates");
   /* what the server relayed holds no address and no words */
-  for (guint i = 0; i < a.raw->len; i++) {
-    g_assert_null(strstr(a.raw->pdata[i], "192.0.2.7"));
-    g_assert_null(strstr(a.raw->pdata[i], "tiger"));
+  for (guint i = 0; i < p->a.raw->len; i++) {
+    g_assert_null(strstr(p->a.raw->pdata[i], "192.0.2.7"));
+    g_assert_null(strstr(p->a.raw->pdata[i], "tiger"));
   }
-  g_assert_nonnull(strstr(a.raw->pdata[a.raw->len - 1], "\"t\":\"box\""));
-
-  side_clear(&a);
-  side_clear(&b);
-  g_free(url);
-  test_server_stop(&srv);
+  g_assert_nonnull(strstr(p->a.raw->pdata[p->a.raw->len - 1], "\"t\":\"box\""));
 }
 
 static void
-test_wrong_code(void)
+test_wrong_code(Pair *p, gconstpointer data)
 {
-  TestServer srv;
-  Side a, b;
-  test_server_start(&srv, "127.0.0.1:0", NULL);
-  char *url = test_server_url(srv.port);
-
-  pair_up(&a, &b, url, "ocean-tiger-piano", "ocean-tiger-pilot");
-  WAIT_FOR(a.error != NULL && b.error != NULL, 10);
-  g_assert_false(a.ready);
-  g_assert_false(b.ready);
-  g_assert_error(a.error, FERRY_ERROR, FERRY_ERROR_AUTH);
-  g_assert_error(b.error, FERRY_ERROR, FERRY_ERROR_AUTH);
-  g_assert_nonnull(strstr(b.error->message, "the code did not match"));
-  g_assert_nonnull(strstr(a.error->message, "the code did not match"));
+  pair_up(&p->a, &p->b, p->url, "ocean-tiger-piano", "ocean-tiger-pilot");
+  WAIT_FOR(p->a.error != NULL && p->b.error != NULL, 10);
+  g_assert_false(p->a.ready);
+  g_assert_false(p->b.ready);
+  g_assert_error(p->a.error, FERRY_ERROR, FERRY_ERROR_AUTH);
+  g_assert_error(p->b.error, FERRY_ERROR, FERRY_ERROR_AUTH);
+  g_assert_nonnull(strstr(p->b.error->message, "the code did not match"));
+  g_assert_nonnull(strstr(p->a.error->message, "the code did not match"));
   guint8 k[FERRY_LINK_KEY_LEN];
-  g_assert_false(ferry_peer_link_derive_key(a.link, "x", k));
-
-  side_clear(&a);
-  side_clear(&b);
-  g_free(url);
-  test_server_stop(&srv);
+  g_assert_false(ferry_peer_link_derive_key(p->a.link, "x", k));
 }
 
 static void
-test_tampered_box(void)
+test_tampered_box(Pair *p, gconstpointer data)
 {
-  TestServer srv;
-  Side a, b;
-  test_server_start(&srv, "127.0.0.1:0", NULL);
-  char *url = test_server_url(srv.port);
-
-  pair_up(&a, &b, url, "ocean-tiger-piano", "ocean-tiger-piano");
-  WAIT_FOR(a.ready && b.ready, 10);
+  pair_up(&p->a, &p->b, p->url, "ocean-tiger-piano", "ocean-tiger-piano");
+  WAIT_FOR(p->a.ready && p->b.ready, 10);
   /* A box sealed under another key (as a server forging one would) */
   JsonNode *forged =
       json_from_string("{\"t\":\"box\",\"v\":1,\"n\":\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\","
                        "\"c\":\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"}",
                        NULL);
-  g_assert_true(ferry_peer_link_handle(a.link, forged));
+  g_assert_true(ferry_peer_link_handle(p->a.link, forged));
   json_node_unref(forged);
-  g_assert_error(a.error, FERRY_ERROR, FERRY_ERROR_CORRUPT);
-  g_assert_cmpuint(a.secrets->len, ==, 0);
-
-  side_clear(&a);
-  side_clear(&b);
-  g_free(url);
-  test_server_stop(&srv);
+  g_assert_error(p->a.error, FERRY_ERROR, FERRY_ERROR_CORRUPT);
+  g_assert_cmpuint(p->a.secrets->len, ==, 0);
 }
 
 static void
-test_replayed_box(void)
+test_replayed_box(Pair *p, gconstpointer data)
 {
-  TestServer srv;
-  Side a, b;
-  test_server_start(&srv, "127.0.0.1:0", NULL);
-  char *url = test_server_url(srv.port);
-
-  pair_up(&a, &b, url, "ocean-tiger-piano", "ocean-tiger-piano");
-  WAIT_FOR(a.ready && b.ready, 10);
-  ferry_peer_link_send_secret(b.link, "first", 5);
-  ferry_peer_link_send_secret(b.link, "second", 6);
-  WAIT_FOR(a.secrets->len == 2, 5);
-  g_assert_cmpstr(a.secrets->pdata[0], ==, "first");
-  g_assert_cmpstr(a.secrets->pdata[1], ==, "second");
+  pair_up(&p->a, &p->b, p->url, "ocean-tiger-piano", "ocean-tiger-piano");
+  WAIT_FOR(p->a.ready && p->b.ready, 10);
+  ferry_peer_link_send_secret(p->b.link, "first", 5);
+  ferry_peer_link_send_secret(p->b.link, "second", 6);
+  WAIT_FOR(p->a.secrets->len == 2, 5);
+  g_assert_cmpstr(p->a.secrets->pdata[0], ==, "first");
+  g_assert_cmpstr(p->a.secrets->pdata[1], ==, "second");
   /* The server (or anyone relaying) delivers the first box again. */
-  JsonNode *again = json_from_string(a.raw->pdata[a.raw->len - 2], NULL);
-  g_assert_true(ferry_peer_link_handle(a.link, again));
+  JsonNode *again = json_from_string(p->a.raw->pdata[p->a.raw->len - 2], NULL);
+  g_assert_true(ferry_peer_link_handle(p->a.link, again));
   json_node_unref(again);
-  g_assert_error(a.error, FERRY_ERROR, FERRY_ERROR_CORRUPT);
-  g_assert_nonnull(strstr(a.error->message, "replayed"));
-  g_assert_cmpuint(a.secrets->len, ==, 2);
-
-  side_clear(&a);
-  side_clear(&b);
-  g_free(url);
-  test_server_stop(&srv);
+  g_assert_error(p->a.error, FERRY_ERROR, FERRY_ERROR_CORRUPT);
+  g_assert_nonnull(strstr(p->a.error->message, "replayed"));
+  g_assert_cmpuint(p->a.secrets->len, ==, 2);
 }
 
 int
 main(int argc, char **argv)
 {
   g_test_init(&argc, &argv, NULL);
-  g_test_add_func("/net/peer-link/right-code", test_right_code);
-  g_test_add_func("/net/peer-link/wrong-code", test_wrong_code);
-  g_test_add_func("/net/peer-link/tampered-box", test_tampered_box);
-  g_test_add_func("/net/peer-link/replayed-box", test_replayed_box);
+  g_test_add("/net/peer-link/right-code", Pair, NULL, pair_setup, test_right_code, pair_teardown);
+  g_test_add("/net/peer-link/wrong-code", Pair, NULL, pair_setup, test_wrong_code, pair_teardown);
+  g_test_add("/net/peer-link/tampered-box", Pair, NULL, pair_setup, test_tampered_box,
+             pair_teardown);
+  g_test_add("/net/peer-link/replayed-box", Pair, NULL, pair_setup, test_replayed_box,
+             pair_teardown);
   return g_test_run();
 }
