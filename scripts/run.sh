@@ -34,7 +34,7 @@ echo
 echo "== the rendezvous server: ferry serve on 127.0.0.1 (a free port), asked for /health"
 $ferry serve --listen 127.0.0.1:0 --stun-port 0 >"$demo/serve.out" 2>"$demo/serve.err" &
 serve_pid=$!
-trap 'kill $serve_pid 2>/dev/null; rm -rf "$demo"' EXIT
+trap 'kill $serve_pid 2>/dev/null || true; rm -rf "$demo"' EXIT
 for _ in $(seq 50); do grep -q "(port " "$demo/serve.out" 2>/dev/null && break; sleep 0.1; done
 cat "$demo/serve.out"
 port=$(sed -n 's/.*(port \([0-9]*\)).*/\1/p' "$demo/serve.out")
@@ -51,12 +51,21 @@ pipe_pid=$!
 code=
 for _ in $(seq 100); do code=$(head -n1 "$demo/send.err" 2>/dev/null); [ -n "$code" ] && break; sleep 0.1; done
 echo "sender's code: $code"
-FERRY_PIPE_VERBOSE=1 "$pipe" receive "$code" </dev/null >"$demo/received.raw" 2>"$demo/receive.err"
+if ! FERRY_PIPE_VERBOSE=1 "$pipe" receive "$code" </dev/null >"$demo/received.raw" 2>"$demo/receive.err"; then
+  cat "$demo/receive.err" "$demo/send.err" >&2
+  echo "ferry: the transfer through the code failed (messages above)" >&2
+  exit 1
+fi
 wait $pipe_pid || true
 sed -n 's/^ferry-pipe: /path: /p' "$demo/receive.err"
 echo "sent:     $(sha256sum <"$demo/photos/2026/summer/beach.raw" | cut -c1-64)  3000000 bytes"
 echo "received: $(sha256sum <"$demo/received.raw" | cut -c1-64)  $(stat -c %s "$demo/received.raw") bytes"
-cmp -s "$demo/photos/2026/summer/beach.raw" "$demo/received.raw" && echo "byte-exact: yes"
+if cmp -s "$demo/photos/2026/summer/beach.raw" "$demo/received.raw"; then
+  echo "byte-exact: yes"
+else
+  echo "ferry: the received bytes differ from the sent ones" >&2
+  exit 1
+fi
 kill -TERM $serve_pid && wait $serve_pid && echo "(server stopped cleanly with SIGTERM)"
 echo
 echo "ferry send / ferry receive (folders, per-chunk verification, resume, many"
