@@ -56,15 +56,12 @@ cmd_code(int argc, char **argv)
        "Check a code (like 7-ocean-tiger-piano) and print it canonically", "CODE"},
       G_OPTION_ENTRY_NULL,
   };
-  GOptionContext *ctx = g_option_context_new("- make or check a join code");
   int ret;
 
-  g_option_context_set_summary(ctx, "Prints fresh random code words, or checks a code someone "
-                                    "typed and prints it the way ferry reads it.");
-  g_option_context_add_main_entries(ctx, entries, NULL);
-  gboolean ok = cli_parse(ctx, &argc, &argv);
-  g_option_context_free(ctx);
-  if (!ok) {
+  if (!cli_parse(&argc, &argv, "- make or check a join code",
+                 "Prints fresh random code words, or checks a code someone typed and prints it "
+                 "the way ferry reads it.",
+                 NULL, entries)) {
     g_free(check);
     return FERRY_EXIT_USAGE;
   }

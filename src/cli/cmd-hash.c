@@ -35,18 +35,15 @@ cmd_hash(int argc, char **argv)
        NULL},
       G_OPTION_ENTRY_NULL,
   };
-  GOptionContext *ctx = g_option_context_new("FILE… - print each file's root hash");
   GError *error = NULL;
   int status = FERRY_EXIT_OK;
 
-  g_option_context_set_description(
-      ctx, "Prints \"ROOTHASH  N chunks  SIZE  PATH\" per file. Each chunk's hash is its SHA-256;\n"
-           "the root hash is SHA-256(\"ferry-root-v1\" || u64be chunk size || u64be file size ||\n"
-           "the chunk hashes), the value a receiver checks the whole file against.\n");
-  g_option_context_add_main_entries(ctx, entries, NULL);
-  gboolean ok = cli_parse(ctx, &argc, &argv);
-  g_option_context_free(ctx);
-  if (!ok)
+  if (!cli_parse(
+          &argc, &argv, "FILE… - print each file's root hash", NULL,
+          "Prints \"ROOTHASH  N chunks  SIZE  PATH\" per file. Each chunk's hash is its SHA-256;\n"
+          "the root hash is SHA-256(\"ferry-root-v1\" || u64be chunk size || u64be file size ||\n"
+          "the chunk hashes), the value a receiver checks the whole file against.\n",
+          entries))
     goto usage;
   if (opt_chunk_size != NULL && !ferry_chunk_size_parse(opt_chunk_size, &chunk_size, &error)) {
     cli_error("--chunk-size: %s", error->message);

@@ -152,16 +152,12 @@ cmd_scan(int argc, char **argv)
       {"json", 0, 0, G_OPTION_ARG_NONE, &opt_json, "Print one JSON object per line", NULL},
       G_OPTION_ENTRY_NULL,
   };
-  GOptionContext *ctx = g_option_context_new("PATH… - list what would be sent");
-  g_option_context_set_description(
-      ctx, "Scans the files and directories named, as 'ferry send' would, without sending\n"
-           "anything. Symlinks are listed, not followed; FIFOs, sockets, devices and\n"
-           "unreadable entries are skipped with a warning.\n\n"
-           "Each line: type (f file, d directory, l symlink), permissions, size, path.");
-  g_option_context_add_main_entries(ctx, entries, NULL);
-  gboolean ok = cli_parse(ctx, &argc, &argv);
-  g_option_context_free(ctx);
-  if (!ok)
+  if (!cli_parse(&argc, &argv, "PATH… - list what would be sent", NULL,
+                 "Scans the files and directories named, as 'ferry send' would, without sending\n"
+                 "anything. Symlinks are listed, not followed; FIFOs, sockets, devices and\n"
+                 "unreadable entries are skipped with a warning.\n\n"
+                 "Each line: type (f file, d directory, l symlink), permissions, size, path.",
+                 entries))
     return FERRY_EXIT_USAGE;
 
   int first = 1;

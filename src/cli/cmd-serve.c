@@ -132,16 +132,12 @@ cmd_serve(int argc, char **argv)
        "Seconds SIGTERM waits for clients to leave (default 5)", "SECONDS"},
       G_OPTION_ENTRY_NULL,
   };
-  GOptionContext *ctx = g_option_context_new("- run the rendezvous server");
-  g_option_context_set_description(
-      ctx, "Matches senders with receivers by the number at the start of a code and relays\n"
-           "their encrypted handshake messages; file bytes never pass through it.\n"
-           "Endpoints: WebSocket /v1 (signaling), /health, /metrics (Prometheus).\n"
-           "See docs/protocol.md and docs/deploy.md.");
-  g_option_context_add_main_entries(ctx, entries, NULL);
-  gboolean ok = cli_parse(ctx, &argc, &argv);
-  g_option_context_free(ctx);
-  if (!ok)
+  if (!cli_parse(&argc, &argv, "- run the rendezvous server", NULL,
+                 "Matches senders with receivers by the number at the start of a code and relays\n"
+                 "their encrypted handshake messages; file bytes never pass through it.\n"
+                 "Endpoints: WebSocket /v1 (signaling), /health, /metrics (Prometheus).\n"
+                 "See docs/protocol.md and docs/deploy.md.",
+                 entries))
     return FERRY_EXIT_USAGE;
   ferry_log_show_events(!quiet);
   if (argc > 1) {

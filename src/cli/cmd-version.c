@@ -11,10 +11,7 @@
 int
 cmd_version(int argc, char **argv)
 {
-  GOptionContext *ctx = g_option_context_new("- print ferry's version");
-  gboolean ok = cli_parse(ctx, &argc, &argv);
-  g_option_context_free(ctx);
-  if (!ok)
+  if (!cli_parse(&argc, &argv, "- print ferry's version", NULL, NULL, NULL))
     return FERRY_EXIT_USAGE;
 
   printf("ferry %s\n", ferry_version());

@@ -31,10 +31,14 @@ int cmd_code(int argc, char **argv);
 /* server */
 int cmd_serve(int argc, char **argv);
 
-/* Parses argv with ctx (adding --verbose), prints errors in the house
- * style and sets up logging. Returns FALSE (after printing why) on a bad
- * command line; the caller then exits with FERRY_EXIT_USAGE. */
-gboolean cli_parse(GOptionContext *ctx, int *argc, char ***argv);
+/* Parses argv with a GOptionContext built from params ("FILE… - what it
+ * does"), an optional summary (shown before the options) and description
+ * (after them) and the command's entries (may be NULL), adding --verbose;
+ * prints errors in the house style and sets up logging. Returns FALSE
+ * (after printing why) on a bad command line; the caller then exits with
+ * FERRY_EXIT_USAGE. */
+gboolean cli_parse(int *argc, char ***argv, const char *params, const char *summary,
+                   const char *description, const GOptionEntry *entries);
 
 /* Prints "ferry: error: <message>" to stderr. */
 void cli_error(const char *fmt, ...) G_GNUC_PRINTF(1, 2);

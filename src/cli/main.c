@@ -33,17 +33,28 @@ cli_error(const char *fmt, ...)
 }
 
 gboolean
-cli_parse(GOptionContext *ctx, int *argc, char ***argv)
+cli_parse(int *argc, char ***argv, const char *params, const char *summary, const char *description,
+          const GOptionEntry *entries)
 {
+  GOptionContext *ctx = g_option_context_new(params);
   GOptionEntry common[] = {
       {"verbose", 'v', 0, G_OPTION_ARG_NONE, &opt_verbose,
        "Print debug messages (also: FERRY_DEBUG=all)", NULL},
       G_OPTION_ENTRY_NULL,
   };
   GError *error = NULL;
+  gboolean ok;
 
+  if (summary != NULL)
+    g_option_context_set_summary(ctx, summary);
+  if (description != NULL)
+    g_option_context_set_description(ctx, description);
+  if (entries != NULL)
+    g_option_context_add_main_entries(ctx, entries, NULL);
   g_option_context_add_main_entries(ctx, common, NULL);
-  if (!g_option_context_parse(ctx, argc, argv, &error)) {
+  ok = g_option_context_parse(ctx, argc, argv, &error);
+  g_option_context_free(ctx);
+  if (!ok) {
     cli_error("%s (see '%s --help')", error->message, g_get_prgname());
     g_error_free(error);
     return FALSE;
