@@ -15,6 +15,7 @@
 #include <ferry/error.h>
 
 #include "server/store.h"
+#include "testutil.h"
 
 #define WAIT_MS 5000
 #define HOUR_MS 3600000
@@ -30,23 +31,6 @@ static void
 die_with_parent(gpointer data)
 {
   prctl(PR_SET_PDEATHSIG, SIGKILL);
-}
-
-static guint
-free_port(void)
-{
-  GSocket *s =
-      g_socket_new(G_SOCKET_FAMILY_IPV4, G_SOCKET_TYPE_STREAM, G_SOCKET_PROTOCOL_TCP, NULL);
-  GInetAddress *lo = g_inet_address_new_loopback(G_SOCKET_FAMILY_IPV4);
-  GSocketAddress *any = g_inet_socket_address_new(lo, 0);
-  g_assert_true(g_socket_bind(s, any, FALSE, NULL));
-  GSocketAddress *bound = g_socket_get_local_address(s, NULL);
-  guint port = g_inet_socket_address_get_port(G_INET_SOCKET_ADDRESS(bound));
-  g_object_unref(bound);
-  g_object_unref(any);
-  g_object_unref(lo);
-  g_object_unref(s);
-  return port;
 }
 
 /* A blocking connection for set-up and for playing a foreign publisher. */
@@ -860,7 +844,7 @@ static void
 test_unreachable(void)
 {
   GError *error = NULL;
-  guint port = free_port();
+  guint port = test_free_port();
   g_autofree char *url = g_strdup_printf("redis://127.0.0.1:%u", port);
   g_autofree char *want = g_strdup_printf(
       "cannot reach Redis at 127.0.0.1:%u: Connection refused; start redis-server or fix --store",
@@ -1130,7 +1114,7 @@ main(int argc, char **argv)
   g_log_set_handler("ferry-server", G_LOG_LEVEL_WARNING | G_LOG_LEVEL_MESSAGE | G_LOG_FLAG_FATAL,
                     record_log, NULL);
   redis_exe = g_find_program_in_path("redis-server");
-  redis_port = free_port();
+  redis_port = test_free_port();
   redis_url = g_strdup_printf("redis://127.0.0.1:%u", redis_port);
 
   add_both("claim-lowest", test_claim_lowest);
