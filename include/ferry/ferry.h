@@ -13,6 +13,7 @@
 #include <ferry/manifest.h>
 #include <ferry/server.h>
 #include <ferry/connection.h>
+#include <ferry/transfer.h>
 
 G_BEGIN_DECLS
 

@@ -1,0 +1,100 @@
+/* What the sender, the receiver and the shared parts of a FerryTransfer
+ * know of each other. */
+#ifndef FERRY_TRANSFER_PRIVATE_H
+#define FERRY_TRANSFER_PRIVATE_H
+
+#include <gnutls/crypto.h>
+
+#include <ferry/transfer.h>
+
+#include "core/checkpoint.h"
+#include "transfer/wire.h"
+
+G_BEGIN_DECLS
+
+/* For ferry_set_error(): the code of FERRY_ERROR_FAILED. */
+#define FERRY_ERR_FAILED 0
+
+/* One entry of a FerrySource: what the scan saw. */
+typedef struct {
+  FerryEntryType type;
+  guint32 mode;
+  gint64 mtime_ns;
+  guint64 size;
+  char *path;
+  char *link_target;
+  const char *source_dir; /* shared, owned by the source */
+} FerrySourceEntry;
+
+struct _FerrySource {
+  guint8 transfer_id[FERRY_TRANSFER_ID_LEN];
+  char id_hex[FERRY_TRANSFER_ID_HEX_LEN + 1];
+  guint32 chunk_size;
+  guint streams;
+  gboolean skip_errors;
+  GPtrArray *entries;    /* FerrySourceEntry *, in scan order */
+  GPtrArray *dirs;       /* char *: the source_dir strings */
+  GPtrArray *root_names; /* char * */
+  GArray *issues;        /* FerryScanIssue with owned strings */
+  guint64 files, n_dirs, symlinks, bytes;
+};
+
+typedef struct _SendState SendState;
+typedef struct _RecvState RecvState;
+
+struct _FerryTransfer {
+  gboolean is_sender;
+  FerryConnection *conn;
+  FerryTransferHandlers handlers;
+  gpointer user_data;
+  char id_hex[FERRY_TRANSFER_ID_HEX_LEN + 1];
+  FerryTransferProgress progress;
+  char *current_path;
+  gboolean finished;
+  guint finish_idle;
+  GError *finish_error;
+  SendState *send;
+  RecvState *recv;
+};
+
+/* Ends the transfer once: the finished handler runs from an idle (never
+ * inside a ferry_*() call) with error (taken; NULL for success). */
+void ferry_transfer_finish(FerryTransfer *t, GError *error);
+void ferry_transfer_set_current(FerryTransfer *t, const char *path, guint64 size, guint64 done);
+void ferry_transfer_emit_file(FerryTransfer *t, FerryFileStatus status, FerryEntryType type,
+                              const char *path, const char *final_path, guint64 size,
+                              const char *message);
+
+void ferry_send_state_free(SendState *s);
+void ferry_recv_state_free(RecvState *r);
+void ferry_send_cancel(FerryTransfer *t);
+void ferry_recv_cancel(FerryTransfer *t);
+void ferry_recv_accept(FerryTransfer *t);
+void ferry_recv_decline(FerryTransfer *t, const char *reason);
+const char *ferry_recv_checkpoint_path(FerryTransfer *t);
+
+/* The short hex id of a full transfer id. */
+void ferry_transfer_id_to_hex(const guint8 id[FERRY_TRANSFER_ID_LEN],
+                              char out[FERRY_TRANSFER_ID_HEX_LEN + 1]);
+
+/* Checkpoint store (store.c): the checkpoint and its description for a
+ * transfer id, in dir (NULL: the default). */
+char *ferry_store_dir(const char *dir);
+char *ferry_store_checkpoint_path(const char *dir, const char *id_hex);
+/* Writes the description beside the checkpoint: out_dir, totals. */
+gboolean ferry_store_write_info(const char *dir, const char *id_hex, const char *out_dir,
+                                guint64 files, guint64 bytes, GError **error);
+/* The out_dir recorded for id_hex, or NULL. */
+char *ferry_store_read_out_dir(const char *dir, const char *id_hex);
+void ferry_store_remove(const char *dir, const char *id_hex);
+/* The hidden name beside a file's final place that holds its bytes until
+ * they are verified: ".NAME.ID.ferry-part" (or a hashed name when that
+ * would be too long). */
+char *ferry_store_part_path(const char *path, const char *id_hex);
+/* Removes the file relpath beneath rootfd without following symlinks on
+ * the way; quiet when it is not there. */
+void ferry_store_unlink_beneath(int rootfd, const char *relpath);
+
+G_END_DECLS
+
+#endif
