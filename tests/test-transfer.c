@@ -9,6 +9,7 @@
 #include <ferry/ferry.h>
 
 #include "core/checkpoint.h"
+#include "transfer/transfer-private.h"
 #include "testutil.h"
 
 static TestServer srv;
@@ -432,6 +433,66 @@ test_resume(void)
   g_free(tmp);
 }
 
+/* A hostile sender: each path below is refused before anything is
+ * written, and nothing appears outside the output folder. */
+static void
+test_hostile_paths(void)
+{
+  static const struct {
+    FerryEntryType type;
+    const char *path, *target;
+  } cases[][2] = {
+      {{FERRY_ENTRY_FILE, "../escape.txt", NULL}},
+      {{FERRY_ENTRY_FILE, "/tmp/ferry-test-absolute.txt", NULL}},
+      {{FERRY_ENTRY_FILE, "a/../../escape.txt", NULL}},
+      {{FERRY_ENTRY_FILE, "a\\..\\..\\escape.txt", NULL}},
+      {{FERRY_ENTRY_SYMLINK, "ln", ".."}, {FERRY_ENTRY_FILE, "ln/escape.txt", NULL}},
+      {{FERRY_ENTRY_FILE, "Same.txt", NULL}, {FERRY_ENTRY_FILE, "same.TXT", NULL}},
+  };
+  for (guint c = 0; c < G_N_ELEMENTS(cases); c++) {
+    char *tmp = make_tmp();
+    char *src = g_build_filename(tmp, "ok.txt", NULL);
+    char *out = g_build_filename(tmp, "out", NULL);
+    write_file(src, 10, 1);
+    const char *paths[] = {src, NULL};
+    GError *error = NULL;
+    FerryConnectOptions o;
+    options(&o);
+    Run run = {0};
+    ferry_receive_options_init(&run.ropts);
+    run.events = g_ptr_array_new_with_free_func(g_free);
+    run.source = ferry_source_new(paths, NULL, &error);
+    g_assert_no_error(error);
+    for (guint i = 0; i < 2 && cases[c][i].path != NULL; i++)
+      ferry_source_add_raw_entry(run.source, cases[c][i].type, cases[c][i].path, cases[c][i].target,
+                                 cases[c][i].type == FERRY_ENTRY_FILE ? 10 : 0);
+    run.listener = ferry_listener_new(&o, &listener_handlers, &run, &error);
+    g_assert_no_error(error);
+    WAIT_FOR(run.code != NULL, 10);
+    run.ropts.out_dir = out;
+    run.ropts.checkpoint_dir = ckpt_dir;
+    ferry_connect_async(&o, run.code, NULL, on_connected, &run);
+    WAIT_FOR(run.recv_done && run.send_done, 30);
+    g_assert_error(run.recv_error, FERRY_ERROR, FERRY_ERROR_UNSAFE_PATH);
+    g_assert_nonnull(strstr(run.recv_error->message, "nothing was written outside"));
+    g_assert_nonnull(run.send_error);
+    /* Only the one honest file (and the output folder) exist. */
+    char *argv[] = {"sh", "-c", "find . -mindepth 1 | sort | tr '\\n' ' '", NULL};
+    char *listing = NULL;
+    g_assert_true(
+        g_spawn_sync(tmp, argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, &listing, NULL, NULL, NULL));
+    g_test_message("case %u: %s / left: %s", c, run.recv_error->message, listing);
+    g_assert_null(strstr(listing, "escape"));
+    g_assert_false(g_file_test("/tmp/ferry-test-absolute.txt", G_FILE_TEST_EXISTS));
+    g_free(listing);
+    run_clear(&run);
+    rm_rf(tmp);
+    g_free(src);
+    g_free(out);
+    g_free(tmp);
+  }
+}
+
 int
 main(int argc, char **argv)
 {
@@ -441,6 +502,7 @@ main(int argc, char **argv)
   g_test_add_func("/transfer/tree", test_tree);
   g_test_add_func("/transfer/decline", test_decline);
   g_test_add_func("/transfer/resume-verifies-partial", test_resume);
+  g_test_add_func("/transfer/hostile-paths-refused", test_hostile_paths);
   int rc = g_test_run();
   test_server_stop(&srv);
   g_free(server_url);

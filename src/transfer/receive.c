@@ -375,10 +375,7 @@ on_entry(RecvState *r, const guint8 *p, guint32 len)
   if (rc != 0) {
     char *shown = g_strescape(f->e.path, NULL);
     recv_file_free(f);
-    fail(r,
-         rc == FERRY_ERR_UNSAFE_PATH || rc == FERRY_ERR_INVALID || rc == FERRY_ERR_TOO_LONG
-             ? FERRY_ERR_UNSAFE_PATH
-             : rc,
+    fail(r, FERRY_ERR_UNSAFE_PATH,
          "the sender offered the path '%s', which is refused (%s%s%s); nothing was written "
          "outside %s",
          shown, reason != NULL ? reason : ferry_strerror(rc),

@@ -191,3 +191,21 @@ ferry_source_get_issues(FerrySource *src, guint *n_issues)
   *n_issues = src->issues->len;
   return (const FerryScanIssue *)(gpointer)src->issues->data;
 }
+
+void
+ferry_source_add_raw_entry(FerrySource *src, FerryEntryType type, const char *path,
+                           const char *link_target, guint64 size)
+{
+  FerrySourceEntry *se = g_new0(FerrySourceEntry, 1);
+  se->type = type;
+  se->mode = type == FERRY_ENTRY_DIR ? 0755 : 0644;
+  se->path = g_strdup(path);
+  se->link_target = g_strdup(link_target);
+  se->size = size;
+  se->source_dir = src->dirs->len > 0 ? g_ptr_array_index(src->dirs, 0) : "/";
+  g_ptr_array_add(src->entries, se);
+  if (type == FERRY_ENTRY_FILE) {
+    src->files++;
+    src->bytes += size;
+  }
+}

@@ -39,6 +39,11 @@ struct _FerrySource {
   guint64 files, n_dirs, symlinks, bytes;
 };
 
+/* Tests only: appends an entry as given, unchecked, so that a test can
+ * play a hostile sender. */
+void ferry_source_add_raw_entry(FerrySource *src, FerryEntryType type, const char *path,
+                                const char *link_target, guint64 size);
+
 typedef struct _SendState SendState;
 typedef struct _RecvState RecvState;
 
