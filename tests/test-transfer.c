@@ -334,7 +334,7 @@ test_decline(void)
 /* A partial file from an earlier attempt: verified chunks are kept, a
  * corrupted one is sent again, and the result is exact. */
 static void
-test_resume(void)
+run_resume(gboolean change_source)
 {
   char *tmp = make_tmp();
   char *src = g_build_filename(tmp, "big.bin", NULL);
@@ -402,6 +402,13 @@ test_resume(void)
   g_assert_true(ferry_checkpoint_save(cp, ckpt, &error));
   ferry_checkpoint_free(cp);
   ferry_file_hash_free(h);
+  if (change_source) {
+    /* The source's chunk 1 changes (same size) after the partial was
+     * verified: the sender must send it again, the receiver take it. */
+    int sfd = open(src, O_WRONLY);
+    g_assert_cmpint(pwrite(sfd, "changed", 7, 65536 + 100), ==, 7);
+    close(sfd);
+  }
 
   Run second = {0};
   ferry_receive_options_init(&second.ropts);
@@ -410,8 +417,9 @@ test_resume(void)
   g_assert_no_error(second.recv_error);
   FerryTransferProgress pr;
   ferry_transfer_get_progress(second.recv, &pr);
-  /* Six chunks were kept (3 was damaged), the rest moved. */
-  g_assert_cmpuint(pr.bytes_resumed, ==, 6 * 65536);
+  /* Six chunks were kept (3 was damaged; 1 changed at the source), the
+   * rest moved. */
+  g_assert_cmpuint(pr.bytes_resumed, ==, (change_source ? 5 : 6) * 65536);
   g_assert_cmpuint(pr.bytes_done, ==, 10 * 65536 + 123);
   run_clear(&second);
   g_free(final);
@@ -435,6 +443,43 @@ test_resume(void)
 
 /* A hostile sender: each path below is refused before anything is
  * written, and nothing appears outside the output folder. */
+static void
+test_resume(void)
+{
+  run_resume(FALSE);
+}
+
+static void
+test_resume_source_changed(void)
+{
+  run_resume(TRUE);
+}
+
+/* Nothing to send (an empty folder is something; an empty manifest comes
+ * from --skip-errors over only unreadable things): both sides end. */
+static void
+test_empty_manifest(void)
+{
+  char *tmp = make_tmp();
+  char *fifo = g_build_filename(tmp, "fifo", NULL);
+  char *out = g_build_filename(tmp, "out", NULL);
+  g_assert_cmpint(mkfifo(fifo, 0600), ==, 0);
+  const char *paths[] = {fifo, NULL};
+  FerrySendOptions so;
+  ferry_send_options_init(&so);
+  so.skip_errors = TRUE;
+  Run run = {0};
+  ferry_receive_options_init(&run.ropts);
+  run_transfer(&run, paths, &so, out);
+  g_assert_no_error(run.send_error);
+  g_assert_no_error(run.recv_error);
+  run_clear(&run);
+  rm_rf(tmp);
+  g_free(fifo);
+  g_free(out);
+  g_free(tmp);
+}
+
 static void
 test_hostile_paths(void)
 {
@@ -502,6 +547,8 @@ main(int argc, char **argv)
   g_test_add_func("/transfer/tree", test_tree);
   g_test_add_func("/transfer/decline", test_decline);
   g_test_add_func("/transfer/resume-verifies-partial", test_resume);
+  g_test_add_func("/transfer/resume-source-changed", test_resume_source_changed);
+  g_test_add_func("/transfer/empty-manifest", test_empty_manifest);
   g_test_add_func("/transfer/hostile-paths-refused", test_hostile_paths);
   int rc = g_test_run();
   test_server_stop(&srv);

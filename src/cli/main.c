@@ -17,6 +17,12 @@ static const FerryCommand commands[] = {
     {"code", "make or check a join code", cmd_code},
     /* server */
     {"serve", "run the rendezvous server (signaling, STUN, TURN credentials)", cmd_serve},
+    /* send and receive */
+    {"send", "offer files and folders: prints a code for the receivers", cmd_send},
+    {"host", "the same as send", cmd_send},
+    {"receive", "receive what the sender holding a code offers", cmd_receive},
+    {"join", "the same as receive", cmd_receive},
+    {"checkpoint", "list or delete the checkpoints of unfinished receives", cmd_checkpoint},
 };
 
 static gboolean opt_verbose;

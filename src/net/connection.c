@@ -363,20 +363,32 @@ ferry_stream_get_connection(FerryStream *s)
  * are appended to the event already waiting (up to a bound), and the main
  * context is woken only when the queue goes from empty to not empty, so a
  * busy stream costs one wake-up and one copy per batch, not per packet. */
-#define MAX_COALESCED_BYTES (4 * 1024 * 1024)
+#define MAX_COALESCED_BYTES   (4 * 1024 * 1024)
+#define MAX_COALESCE_LOOKBACK 64
 
 static void
 post_full(FerryConnection *c, EvKind kind, FerryStream *s, const guint8 *buf, gsize len,
           gboolean fin, gboolean aborted, guint64 code, const GError *error)
 {
   g_mutex_lock(&c->lock);
-  Ev *tail = g_queue_peek_tail(&c->events);
-  if (kind == EV_DATA && tail != NULL && tail->kind == EV_DATA && tail->s == s && !tail->fin &&
-      tail->data->len + len <= MAX_COALESCED_BYTES) {
-    g_byte_array_append(tail->data, buf, (guint)len);
-    tail->fin = fin;
-    g_mutex_unlock(&c->lock);
-    return;
+  /* The stream's latest event, if it is data, takes these bytes too: the
+   * streams of a transfer interleave packet by packet, so looking only at
+   * the tail would make one event per datagram. */
+  if (kind == EV_DATA) {
+    guint looked = 0;
+    for (GList *l = c->events.tail; l != NULL && looked < MAX_COALESCE_LOOKBACK;
+         l = l->prev, looked++) {
+      Ev *e = l->data;
+      if (e->s != s)
+        continue;
+      if (e->kind == EV_DATA && !e->fin && e->data->len + len <= MAX_COALESCED_BYTES) {
+        g_byte_array_append(e->data, buf, (guint)len);
+        e->fin = fin;
+        g_mutex_unlock(&c->lock);
+        return;
+      }
+      break;
+    }
   }
   g_mutex_unlock(&c->lock);
 

@@ -13,6 +13,7 @@
  * then told which chunks are held (WANT) and sends the others. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -24,6 +25,8 @@
 #define SAVE_INTERVAL_MS 1000
 #define CLOSE_WAIT_MS    3000 /* after DONE, for the sender to close */
 #define CLOSE_DELAY_MS   300
+/* Bytes a data stream may carry ahead of the ENTRY they belong to. */
+#define MAX_HELD (64u << 20)
 
 typedef struct {
   FerryWireEntry e;
@@ -80,6 +83,10 @@ struct _RecvState {
   gboolean manifest_ended;
   guint pending; /* file entries not yet done */
   guint timer;
+  /* The folder the last file went into: files of one folder come together,
+   * so walking the path beneath the root once per folder is enough. */
+  char *dir_rel;
+  int dir_fd;
 };
 
 static void stream_feed(RecvStream *rs, const guint8 *data, gsize len);
@@ -206,15 +213,53 @@ file_fail(RecvState *r, guint32 id, RecvFile *f, int code, const char *message)
   check_all_done(r);
 }
 
+/* The folder holding relpath, opened beneath the root without following
+ * symlinks (created when missing), and relpath's last component. The fd
+ * belongs to the cache: do not close it. */
+static int
+dir_for(RecvState *r, const char *relpath, const char **base, GError **error)
+{
+  const char *slash = strrchr(relpath, '/');
+  *base = slash != NULL ? slash + 1 : relpath;
+  gsize n = slash != NULL ? (gsize)(slash - relpath) : 0;
+  if (n == 0)
+    return r->rootfd;
+  if (r->dir_rel != NULL && strlen(r->dir_rel) == n && memcmp(r->dir_rel, relpath, n) == 0)
+    return r->dir_fd;
+  char *dir = g_strndup(relpath, n);
+  int fd =
+      ferry_openat_beneath(r->rootfd, dir, O_RDONLY | O_DIRECTORY, 0, FERRY_BENEATH_MKDIRS, error);
+  if (fd < 0) {
+    g_free(dir);
+    return -1;
+  }
+  if (r->dir_rel != NULL)
+    close(r->dir_fd);
+  g_free(r->dir_rel);
+  r->dir_rel = dir;
+  r->dir_fd = fd;
+  return fd;
+}
+
 /* Opens the temporary file (creating it and its directories). */
 static gboolean
 file_open(RecvState *r, guint32 id, RecvFile *f)
 {
   GError *error = NULL;
+  const char *base;
   if (f->fd >= 0)
     return TRUE;
-  f->fd = ferry_openat_beneath(r->rootfd, f->part, O_RDWR | O_CREAT, 0600, FERRY_BENEATH_MKDIRS,
-                               &error);
+  int dfd = dir_for(r, f->part, &base, &error);
+  if (dfd >= 0) {
+    f->fd = openat(dfd, base, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600);
+    struct stat st;
+    if (f->fd < 0) {
+      ferry_set_error(&error, FERRY_ERR_IO, "%s", g_strerror(errno));
+    } else if (fstat(f->fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+      ferry_set_error(&error, FERRY_ERR_UNSAFE_PATH, "its temporary name is not a regular file");
+      file_close(f);
+    }
+  }
   if (f->fd < 0) {
     char *msg =
         g_strdup_printf("cannot write '%s' in %s: %s", f->e.path, r->out_dir, error->message);
@@ -269,22 +314,30 @@ file_complete(RecvState *r, guint32 id, RecvFile *f)
   file_close(f);
 
   GError *error = NULL;
+  const char *part_base, *base;
+  int dfd = dir_for(r, f->part, &part_base, &error);
   char *final = g_strdup(f->e.path);
   FerryFileStatus status = FERRY_FILE_DONE;
-  for (guint n = 1; !ferry_rename_beneath(r->rootfd, f->part, final, r->overwrite, &error); n++) {
-    if (!g_error_matches(error, FERRY_ERROR, FERRY_ERROR_EXISTS) || n > 999) {
-      char *msg = g_strdup_printf("cannot put '%s' in place in %s: %s", f->e.path, r->out_dir,
-                                  error->message);
-      g_clear_error(&error);
-      g_free(final);
-      file_fail(r, id, f, FERRY_ERR_IO, msg);
-      g_free(msg);
-      return;
+  for (guint n = 1; dfd >= 0; n++) {
+    base = strrchr(final, '/') != NULL ? strrchr(final, '/') + 1 : final;
+    if (renameat2(dfd, part_base, dfd, base, r->overwrite ? 0 : RENAME_NOREPLACE) == 0)
+      break;
+    if (errno != EEXIST || n > 999) {
+      ferry_set_error(&error, FERRY_ERR_IO, "%s", g_strerror(errno));
+      break;
     }
-    g_clear_error(&error);
     g_free(final);
     final = alternative_name(f->e.path, n);
     status = FERRY_FILE_RENAMED;
+  }
+  if (error != NULL) {
+    char *msg = g_strdup_printf("cannot put '%s' in place in %s: %s", f->e.path, r->out_dir,
+                                error->message);
+    g_clear_error(&error);
+    g_free(final);
+    file_fail(r, id, f, FERRY_ERR_IO, msg);
+    g_free(msg);
+    return;
   }
   file_finished(r, id, f, status, final,
                 status == FERRY_FILE_RENAMED ? "a different file had that name" : NULL);
@@ -515,6 +568,37 @@ disk_error(RecvState *r, guint32 id, RecvFile *f, int err)
   g_free(msg);
 }
 
+/* The sender sends a chunk we hold only when its hash differs from ours:
+ * its file changed since our copy was verified. Ours stops counting; a
+ * file complete in place goes back to its temporary name first, so the
+ * new bytes never land on a file the user may already use. */
+static gboolean
+chunk_replaced(RecvState *r, guint32 id, RecvFile *f, guint64 index)
+{
+  if (f->in_place) {
+    GError *error = NULL;
+    const char *base, *part_base;
+    int dfd = dir_for(r, f->part, &part_base, &error);
+    base = strrchr(f->e.path, '/') != NULL ? strrchr(f->e.path, '/') + 1 : f->e.path;
+    if (dfd < 0 || renameat2(dfd, base, dfd, part_base, RENAME_NOREPLACE) != 0) {
+      char *msg = g_strdup_printf("cannot take '%s' back to update it: %s", f->e.path,
+                                  error != NULL ? error->message : g_strerror(errno));
+      g_clear_error(&error);
+      file_fail(r, id, f, FERRY_ERR_IO, msg);
+      g_free(msg);
+      return FALSE;
+    }
+    f->in_place = FALSE;
+  }
+  if (ferry_checkpoint_file_is_verified(f->ck, index)) {
+    guint32 len = chunk_len(r, f, index);
+    ferry_checkpoint_file_clear_verified(f->ck, index);
+    r->t->progress.bytes_done -= len;
+    r->t->progress.bytes_resumed -= len;
+  }
+  return TRUE;
+}
+
 /* The header is complete: check it against the manifest. Returns FALSE
  * when the stream must wait for the entry (bytes held) or failed. */
 static gboolean
@@ -546,7 +630,10 @@ chunk_begin(RecvStream *rs, const guint8 *rest, gsize rest_len)
   }
   rs->file = f;
   rs->got = 0;
-  rs->skip = f->done || f->in_place || ferry_checkpoint_file_is_verified(f->ck, c->index);
+  rs->skip = f->done;
+  if (!rs->skip && (f->in_place || ferry_checkpoint_file_is_verified(f->ck, c->index)) &&
+      !chunk_replaced(r, c->file_id, f, c->index))
+    rs->skip = TRUE;
   if (!rs->skip && !file_open(r, c->file_id, f))
     rs->skip = TRUE;
   if (!rs->skip)
@@ -587,6 +674,11 @@ stream_feed(RecvStream *rs, const guint8 *data, gsize len)
 {
   RecvState *r = rs->r;
   if (rs->held != NULL) {
+    if (rs->held->len + len > MAX_HELD) {
+      fail(r, FERRY_ERR_INVALID, "the sender sent %u bytes for an entry it did not announce",
+           rs->held->len);
+      return;
+    }
     g_byte_array_append(rs->held, data, (guint)len);
     return;
   }
@@ -1022,6 +1114,9 @@ ferry_recv_state_free(RecvState *r)
   ferry_path_set_free(r->paths);
   ferry_checkpoint_free(r->cp);
   ferry_checkpoint_free(r->old_cp);
+  if (r->dir_rel != NULL)
+    close(r->dir_fd);
+  g_free(r->dir_rel);
   if (r->rootfd >= 0)
     close(r->rootfd);
   g_free(r->out_dir);

@@ -64,9 +64,11 @@ struct _SendState {
   DataStream *data;
   guint n_data;
   guint close_timer;
+  gboolean manifest_end_sent; /* for an empty manifest, which has no last entry */
 };
 
 static void pump(SendState *s);
+static void ctl_flush(SendState *s);
 
 static void fail(SendState *s, int code, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
 
@@ -81,8 +83,7 @@ fail(SendState *s, int code, const char *fmt, ...)
   va_end(ap);
   if (s->phase != PHASE_OVER && s->ctl != NULL) {
     ferry_wire_put_message(s->ctl_out, FERRY_FRAME_ABORT, 0, msg);
-    ferry_stream_write(s->ctl, s->ctl_out->data, s->ctl_out->len, NULL);
-    g_byte_array_set_size(s->ctl_out, 0);
+    ctl_flush(s); /* the rest when writable */
   }
   s->phase = PHASE_OVER;
   GError *error = NULL;
@@ -298,8 +299,14 @@ pump(SendState *s)
 {
   if (s->phase == PHASE_OVER)
     return;
-  if (s->phase == PHASE_SENDING) {
-    /* The manifest runs ahead of the data, bounded. */
+  /* The manifest runs ahead of the data, bounded; the data streams take
+   * chunks of announced files until each is blocked (its writable handler
+   * comes back here) or nothing is announced that can be sent now. */
+  if (s->phase == PHASE_SENDING && s->n_entries == 0 && !s->manifest_end_sent) {
+    ferry_wire_put_u32(s->ctl_out, FERRY_FRAME_MANIFEST_END, 0);
+    s->manifest_end_sent = TRUE;
+  }
+  while (s->phase == PHASE_SENDING) {
     while (s->next_entry < s->n_entries && s->ctl_out->len < CTL_AHEAD) {
       FerrySourceEntry *e = g_ptr_array_index(s->src->entries, s->next_entry);
       FerryWireEntry we = {s->next_entry,         e->type, e->mode,
@@ -309,8 +316,12 @@ pump(SendState *s)
       if (++s->next_entry == s->n_entries)
         ferry_wire_put_u32(s->ctl_out, FERRY_FRAME_MANIFEST_END, s->n_entries);
     }
-    for (guint i = 0; i < s->n_data && s->phase == PHASE_SENDING; i++)
+    ctl_flush(s);
+    gboolean blocked = FALSE;
+    for (guint i = 0; i < s->n_data && s->phase == PHASE_SENDING; i++) {
       data_pump(s, &s->data[i]);
+      blocked |= s->data[i].busy;
+    }
     if (s->phase == PHASE_SENDING && all_sent(s)) {
       s->phase = PHASE_DRAINING;
       ferry_transfer_set_current(s->t, NULL, 0, 0);
@@ -319,6 +330,8 @@ pump(SendState *s)
         ferry_stream_finish(s->data[i].stream);
       }
     }
+    if (blocked || s->next_entry == s->n_entries || s->ctl_out->len >= CTL_AHEAD)
+      break;
   }
   ctl_flush(s);
 }
@@ -505,8 +518,12 @@ ctl_in(FerryStream *stream, const guint8 *data, gsize len, gboolean fin, gpointe
 static void
 ctl_writable(FerryStream *stream, gpointer user_data)
 {
+  SendState *s = user_data;
   (void)stream;
-  pump(user_data);
+  if (s->phase == PHASE_OVER)
+    ctl_flush(s); /* an ABORT on its way */
+  else
+    pump(s);
 }
 
 static void

@@ -38,9 +38,20 @@ on_issue(const FerryScanIssue *issue, gpointer data)
   IssueCtx *ctx = data;
   if (ctx->skip)
     return TRUE;
+  /* The scanner words its reasons for the skipping case; here nothing is
+   * skipped, the send stops. */
+  char *reason = g_strdup(issue->reason);
+  static const char *const tails[] = {"; its contents are skipped", "; skipped",
+                                      ", so it is skipped"};
+  for (guint i = 0; i < G_N_ELEMENTS(tails); i++) {
+    char *at = strstr(reason, tails[i]);
+    if (at != NULL)
+      *at = '\0';
+  }
   ferry_set_error(ctx->error, issue->code,
-                  "cannot send '%s': %s (use --skip-errors to send the rest)", issue->path,
-                  issue->reason);
+                  "cannot send '%s': %s (fix that, or use --skip-errors to send the rest)",
+                  issue->path, reason);
+  g_free(reason);
   return FALSE;
 }
 

@@ -208,10 +208,9 @@ int
 ferry_wire_reader_next(FerryWireReader *r, guint8 *type, const guint8 **payload, guint32 *len)
 {
   gsize avail = r->buf->len - r->off;
-  const guint8 *p = r->buf->data + r->off;
-
   if (avail < FERRY_WIRE_FRAME_HEADER)
     return 0;
+  const guint8 *p = r->buf->data + r->off;
   guint32 n = (guint32)p[1] << 24 | (guint32)p[2] << 16 | (guint32)p[3] << 8 | p[4];
   if (n > FERRY_WIRE_MAX_PAYLOAD)
     return FERRY_ERR_TOO_LONG;

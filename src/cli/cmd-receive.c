@@ -1,0 +1,435 @@
+/* ferry receive (alias join): connects to the sender holding a code,
+ * shows what it offers, and receives it once accepted.
+ *
+ * The offer (counts, size, top-level names) is shown before anything is
+ * written; -y accepts it, a terminal on standard input is asked, and
+ * anything else declines with a message saying to use -y. Verified chunks
+ * are kept in a checkpoint, so a receive that is interrupted or cut
+ * continues where it stopped when run again. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <glib-unix.h>
+
+#include <ferry/ferry.h>
+
+#include "commands.h"
+#include "progress.h"
+#include "settings.h"
+
+typedef struct {
+  CliSettings s;
+  CliOutput *out;
+  GMainLoop *loop;
+  GCancellable *cancel;
+  FerryTransfer *transfer;
+  CliTrack *track;
+  char *code;      /* as typed, for messages */
+  char *resume_id; /* --resume: the full id of the checkpoint */
+  GString *answer; /* what was typed at "Accept?" so far */
+  guint stdin_watch;
+  gboolean offered;     /* the offer arrived */
+  gboolean declined;    /* we declined (status already set and reported) */
+  gboolean interrupted; /* Ctrl-C */
+  int status;
+} Receive;
+
+static void
+quit(Receive *st, int status)
+{
+  st->status = status;
+  g_main_loop_quit(st->loop);
+}
+
+/* ---- the offer ---------------------------------------------------------------- */
+
+static void
+stop_asking(Receive *st)
+{
+  if (st->stdin_watch != 0) {
+    g_source_remove(st->stdin_watch);
+    st->stdin_watch = 0;
+  }
+}
+
+static void
+accept_offer(Receive *st)
+{
+  stop_asking(st);
+  ferry_transfer_accept(st->transfer);
+  st->track = cli_output_track(st->out, st->transfer, 1);
+}
+
+static void
+decline_offer(Receive *st, const char *reason, const char *message)
+{
+  stop_asking(st);
+  st->declined = TRUE;
+  st->status = FERRY_EXIT_DECLINED;
+  ferry_transfer_decline(st->transfer, reason);
+  cli_output_fail(st->out, FERRY_EXIT_DECLINED, "%s", message);
+}
+
+/* Reads the answer to "Accept? [y/N]" as it is typed, without blocking
+ * the main loop (the connection lives on it). */
+static gboolean
+on_stdin(gint fd, GIOCondition condition, gpointer user_data)
+{
+  Receive *st = user_data;
+  char buf[256];
+  ssize_t n = read(fd, buf, sizeof buf);
+
+  if (n < 0 && (errno == EINTR || errno == EAGAIN))
+    return G_SOURCE_CONTINUE;
+  if (n > 0) {
+    g_string_append_len(st->answer, buf, n);
+    if (memchr(buf, '\n', (size_t)n) == NULL)
+      return G_SOURCE_CONTINUE;
+  }
+  st->stdin_watch = 0;
+  char *nl = strchr(st->answer->str, '\n');
+  if (nl != NULL)
+    *nl = '\0';
+  g_strstrip(st->answer->str);
+  if (g_ascii_strcasecmp(st->answer->str, "y") == 0 ||
+      g_ascii_strcasecmp(st->answer->str, "yes") == 0) {
+    accept_offer(st);
+  } else {
+    if (n <= 0)
+      fputc('\n', stderr);
+    decline_offer(st, "the receiver declined", "declined: nothing was received");
+  }
+  return G_SOURCE_REMOVE;
+}
+
+/* The checkpoint of transfer id, if this machine has one: how much of it
+ * is here already. */
+static void
+say_resume_state(Receive *st, const char *id)
+{
+  g_autoptr(GPtrArray) list = ferry_checkpoints_list(NULL, NULL);
+  for (guint i = 0; list != NULL && i < list->len; i++) {
+    FerryCheckpointInfo *info = list->pdata[i];
+    if (strcmp(info->id, id) != 0 || info->damaged)
+      continue;
+    g_autofree char *have = cli_format_bytes(info->bytes_verified);
+    g_autofree char *all = cli_format_bytes(info->bytes_total);
+    g_autofree char *dir = cli_display(info->out_dir);
+    cli_output_say(st->out, "resuming: %s of %s are already verified in %s", have, all, dir);
+    return;
+  }
+}
+
+static void
+on_offer(FerryTransfer *transfer, const FerryTransferSummary *sum, gpointer user_data)
+{
+  Receive *st = user_data;
+  g_autofree char *what = cli_summary_text(sum);
+
+  st->offered = TRUE;
+  cli_output_offer(st->out, sum);
+  if (st->resume_id != NULL && strcmp(sum->id, st->resume_id) != 0) {
+    g_autofree char *msg =
+        g_strdup_printf("the sender offers transfer %s, not %s (--resume): ask for the right "
+                        "code, or leave --resume out to receive it anyway",
+                        sum->id, st->resume_id);
+    decline_offer(st, "the receiver expected another transfer", msg);
+    return;
+  }
+  cli_output_say(st->out, "Receive %s", what);
+  say_resume_state(st, sum->id);
+  if (st->s.yes) {
+    accept_offer(st);
+    return;
+  }
+  if (!isatty(STDIN_FILENO)) {
+    decline_offer(st, "the receiver could not be asked (no terminal; it must use -y)",
+                  "cannot ask whether to accept the offer: standard input is not a terminal; "
+                  "run again with -y to accept without asking");
+    return;
+  }
+  if (st->s.quiet || st->s.json) {
+    /* the offer line was not shown: show it with the question */
+    fprintf(stderr, "Receive %s\n", what);
+  }
+  fputs("Accept? [y/N] ", stderr);
+  fflush(stderr);
+  st->answer = g_string_new(NULL);
+  st->stdin_watch = g_unix_fd_add(STDIN_FILENO, G_IO_IN | G_IO_HUP | G_IO_ERR, on_stdin, st);
+}
+
+/* ---- the transfer -------------------------------------------------------------- */
+
+static void
+on_file(FerryTransfer *transfer, const FerryFileEvent *event, gpointer user_data)
+{
+  Receive *st = user_data;
+  if (st->track != NULL)
+    cli_output_file(st->out, st->track, event);
+}
+
+static void
+say_interrupted(Receive *st)
+{
+  FerryTransferProgress p;
+  const char *checkpoint = ferry_transfer_get_checkpoint_path(st->transfer);
+
+  ferry_transfer_get_progress(st->transfer, &p);
+  if (!st->offered || p.bytes_done == 0 || checkpoint == NULL) {
+    cli_output_fail(st->out, FERRY_EXIT_INTERRUPTED, "interrupted: nothing was received");
+    return;
+  }
+  g_autofree char *done = cli_format_bytes(p.bytes_done);
+  g_autofree char *total = cli_format_bytes(p.bytes_total);
+  g_autofree char *path = cli_display(checkpoint);
+  cli_output_fail(st->out, FERRY_EXIT_INTERRUPTED,
+                  "interrupted: %s of %s verified, checkpoint saved (%s); run the same `ferry "
+                  "receive` with a new code from the sender to continue",
+                  done, total, path);
+}
+
+static void
+on_finished(FerryTransfer *transfer, const GError *error, gpointer user_data)
+{
+  Receive *st = user_data;
+  int status = cli_exit_for_error(error, CLI_STAGE_TRANSFER);
+
+  stop_asking(st);
+  if (st->track != NULL) {
+    cli_output_finished(st->out, st->track, error);
+    st->track = NULL;
+  }
+  if (st->declined) {
+    quit(st, FERRY_EXIT_DECLINED);
+    return;
+  }
+  if (status == FERRY_EXIT_INTERRUPTED) {
+    say_interrupted(st);
+  } else if (error != NULL) {
+    FerryTransferProgress p;
+    ferry_transfer_get_progress(transfer, &p);
+    gboolean kept = p.bytes_done > 0 && ferry_transfer_get_checkpoint_path(transfer) != NULL &&
+                    (status == FERRY_EXIT_PEER_LOST || status == FERRY_EXIT_DISK_FULL ||
+                     status == FERRY_EXIT_LOCAL_FILE);
+    if (kept) {
+      g_autofree char *done = cli_format_bytes(p.bytes_done);
+      cli_output_fail(st->out, status,
+                      "%s; the %s verified so far are kept: run `ferry receive %s` again while "
+                      "the sender waits (or with a new code from it) to continue",
+                      error->message, done, st->code);
+    } else {
+      cli_output_fail(st->out, status, "%s", error->message);
+    }
+  }
+  quit(st, status);
+}
+
+static const FerryTransferHandlers transfer_handlers = {
+    .offer = on_offer,
+    .file = on_file,
+    .finished = on_finished,
+};
+
+/* ---- connecting ---------------------------------------------------------------- */
+
+static void
+on_connected(GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  Receive *st = user_data;
+  GError *error = NULL;
+  FerryConnection *conn = ferry_connect_finish(result, &error);
+
+  if (conn == NULL) {
+    int status = cli_exit_for_error(error, CLI_STAGE_CONNECT);
+    if (status == FERRY_EXIT_INTERRUPTED)
+      cli_output_fail(st->out, status, "interrupted before the connection was set up");
+    else
+      cli_output_fail(st->out, status, "%s", error->message);
+    g_error_free(error);
+    quit(st, status);
+    return;
+  }
+  cli_output_connected(st->out, 1, conn);
+  if (st->interrupted) {
+    ferry_connection_free(conn);
+    cli_output_fail(st->out, FERRY_EXIT_INTERRUPTED, "interrupted: nothing was received");
+    quit(st, FERRY_EXIT_INTERRUPTED);
+    return;
+  }
+
+  FerryReceiveOptions ro;
+  ferry_receive_options_init(&ro);
+  ro.out_dir = st->s.out_dir;
+  ro.overwrite = st->s.overwrite;
+  ro.skip_errors = st->s.skip_errors;
+  st->transfer = ferry_transfer_receive(conn, &ro, &transfer_handlers, st, &error);
+  if (st->transfer == NULL) {
+    cli_output_fail(st->out, FERRY_EXIT_LOCAL_FILE, "%s", error->message);
+    g_error_free(error);
+    quit(st, FERRY_EXIT_LOCAL_FILE);
+  }
+}
+
+static gboolean
+on_signal(gpointer user_data)
+{
+  Receive *st = user_data;
+  if (st->interrupted) {
+    if (st->transfer != NULL && st->offered)
+      say_interrupted(st);
+    quit(st, FERRY_EXIT_INTERRUPTED);
+    return G_SOURCE_CONTINUE;
+  }
+  st->interrupted = TRUE;
+  if (st->transfer != NULL)
+    ferry_transfer_cancel(st->transfer);
+  else
+    g_cancellable_cancel(st->cancel);
+  return G_SOURCE_CONTINUE;
+}
+
+/* --resume ID: the checkpoint it names, whose directory the files go to. */
+static gboolean
+find_checkpoint(Receive *st)
+{
+  GError *error = NULL;
+  g_autoptr(GPtrArray) list = ferry_checkpoints_list(NULL, &error);
+  FerryCheckpointInfo *found = NULL;
+  guint n = 0;
+
+  if (list == NULL) {
+    cli_error("cannot list the checkpoints for --resume: %s", error->message);
+    g_error_free(error);
+    return FALSE;
+  }
+  for (guint i = 0; i < list->len; i++) {
+    FerryCheckpointInfo *info = list->pdata[i];
+    if (g_str_has_prefix(info->id, st->s.resume)) {
+      found = info;
+      n++;
+    }
+  }
+  if (n == 0) {
+    cli_error("no checkpoint has the id '%s': 'ferry checkpoint list' shows them (or leave "
+              "--resume out: a receive resumes by itself into the same --out)",
+              st->s.resume);
+    return FALSE;
+  }
+  if (n > 1) {
+    cli_error("'%s' matches %u checkpoints: give more digits of the id (see 'ferry checkpoint "
+              "list')",
+              st->s.resume, n);
+    return FALSE;
+  }
+  if (found->damaged) {
+    cli_error("checkpoint %s is damaged and cannot be resumed: delete it with 'ferry checkpoint "
+              "delete %s'",
+              found->id, found->id);
+    return FALSE;
+  }
+  if (st->s.out_dir != NULL) {
+    g_autofree char *want = g_canonicalize_filename(st->s.out_dir, NULL);
+    g_autofree char *have = g_canonicalize_filename(found->out_dir, NULL);
+    if (strcmp(want, have) != 0) {
+      cli_error("checkpoint %s belongs to %s, not %s: leave --out out (or give that directory)",
+                found->id, have, want);
+      return FALSE;
+    }
+  } else {
+    st->s.out_dir = g_strdup(found->out_dir);
+  }
+  st->resume_id = g_strdup(found->id);
+  return TRUE;
+}
+
+/* The code from the arguments: usually one, but "7 ocean tiger piano"
+ * typed as four is the same code. Returns NULL after printing why. */
+static char *
+code_from_args(int argc, char **argv)
+{
+  FerryCode code;
+  FerryCodeDiag diag;
+  int first = 1;
+
+  if (first < argc && strcmp(argv[first], "--") == 0)
+    first++;
+  if (first >= argc) {
+    cli_error("give the code the sender shows, e.g. 'ferry receive 7-ocean-tiger-piano'");
+    return NULL;
+  }
+  char *text = g_strjoinv(" ", argv + first);
+  if (ferry_code_parse(text, strlen(text), &code, &diag) < 0) {
+    cli_error("%s", diag.message);
+    g_free(text);
+    return NULL;
+  }
+  return text;
+}
+
+static const char description[] =
+    "Connects to the sender holding CODE, shows what it offers and asks whether to accept\n"
+    "(-y accepts without asking; without a terminal, -y is needed). Every chunk is verified\n"
+    "before it counts and every file before it is put in place; an existing different file\n"
+    "is kept and the new one saved under another name unless --overwrite. An interrupted\n"
+    "receive keeps a checkpoint: run it again (same --out) to continue. Settings also come\n"
+    "from $XDG_CONFIG_HOME/ferry/config (group [ferry]) and FERRY_SERVER,\n"
+    "FERRY_STUN_SERVER, FERRY_TURN_SERVER; flags win.\n"
+    "\n"
+    "Exit status: 0 received and verified; 1 other failure; 2 bad command line, config or\n"
+    "code; 3 wrong code; 4 server unreachable; 5 sender vanished or no path; 6 declined;\n"
+    "7 disk full; 8 file not writable; 9 verification failed or unsafe path offered;\n"
+    "10 interrupted; 11 no such code on the server.";
+
+int
+cmd_receive(int argc, char **argv)
+{
+  Receive st = {0};
+
+  cli_settings_init(&st.s);
+  gboolean verbose = cli_settings_verbose(argc, argv);
+  if (!cli_parse(&argc, &argv, "CODE - receive what the sender holding CODE offers", NULL,
+                 description, cli_settings_entries(&st.s, CLI_SCOPE_RECEIVE)) ||
+      !cli_settings_resolve(&st.s, CLI_SCOPE_RECEIVE) ||
+      (st.code = code_from_args(argc, argv)) == NULL ||
+      (st.s.resume != NULL && !find_checkpoint(&st))) {
+    cli_settings_clear(&st.s);
+    g_free(st.code);
+    return FERRY_EXIT_USAGE;
+  }
+
+  CliOutputOptions oo = {
+      .sending = FALSE,
+      .quiet = st.s.quiet,
+      .json = st.s.json,
+      .verbose = verbose,
+      .benchmark = st.s.benchmark,
+  };
+  st.out = cli_output_new(&oo);
+  st.loop = g_main_loop_new(NULL, FALSE);
+  st.cancel = g_cancellable_new();
+
+  FerryConnectOptions co;
+  cli_settings_connect_options(&st.s, &co);
+  ferry_connect_async(&co, st.code, st.cancel, on_connected, &st);
+  guint sigint = g_unix_signal_add(SIGINT, on_signal, &st);
+  guint sigterm = g_unix_signal_add(SIGTERM, on_signal, &st);
+  g_main_loop_run(st.loop);
+  g_source_remove(sigint);
+  g_source_remove(sigterm);
+
+  stop_asking(&st);
+  cli_output_free(st.out); /* and a track left by a second Ctrl-C */
+  if (st.transfer != NULL)
+    ferry_transfer_free(st.transfer);
+  g_object_unref(st.cancel);
+  g_main_loop_unref(st.loop);
+  if (st.answer != NULL)
+    g_string_free(st.answer, TRUE);
+  int status = st.status;
+  g_free(st.code);
+  g_free(st.resume_id);
+  cli_settings_clear(&st.s);
+  return status;
+}
