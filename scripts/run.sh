@@ -2,10 +2,11 @@
 # The README's first command: installs what is missing, builds ferry and runs
 # its main job on this machine.
 #
-# ferry's main job is `ferry send` → `ferry receive`. Until the connection and
-# transfer layers land (issues 4-6), this runs every part that exists today on
-# a small sample tree and says so: the scan a sender makes, the chunk hashes a
-# receiver verifies against, and a join code.
+# ferry's main job is `ferry send` → `ferry receive`: this starts a `ferry
+# serve` on loopback, sends a small sample tree (nested folders, an empty
+# folder, an empty file, a 3 MB file) through a code to a receiver in another
+# folder, and checks that the two trees are identical. Before that it shows
+# the parts the transfer is made of: the scan, the chunk hashes, a code.
 set -eu
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
@@ -41,33 +42,40 @@ port=$(sed -n 's/.*(port \([0-9]*\)).*/\1/p' "$demo/serve.out")
 /usr/bin/python3 -c "import urllib.request,sys; print(urllib.request.urlopen(sys.argv[1]).read().decode().strip())" \
   "http://127.0.0.1:$port/health"
 echo
-echo "== a file through a code: examples/ferry-pipe send | receive over that server"
-echo "   (CPace over the server, sealed ICE candidates, QUIC on the path ICE chose,"
-echo "   the PAKE key bound to the QUIC session before any byte moves)"
-pipe=build/examples/ferry-pipe
+echo "== ferry send photos  →  ferry receive CODE, through that server"
+echo "   (CPace over the server, sealed ICE candidates, QUIC on the path ICE chose, the"
+echo "   PAKE key bound to the QUIC session, every chunk checked with SHA-256)"
 export FERRY_SERVER=http://127.0.0.1:$port
-"$pipe" send <"$demo/photos/2026/summer/beach.raw" >/dev/null 2>"$demo/send.err" &
-pipe_pid=$!
+export XDG_STATE_HOME="$demo/state" XDG_CONFIG_HOME="$demo/config"
+$ferry send "$demo/photos" >"$demo/send.out" 2>"$demo/send.err" &
+send_pid=$!
+trap 'kill $serve_pid $send_pid 2>/dev/null || true; rm -rf "$demo"' EXIT
 code=
-for _ in $(seq 100); do code=$(head -n1 "$demo/send.err" 2>/dev/null); [ -n "$code" ] && break; sleep 0.1; done
-echo "sender's code: $code"
-if ! FERRY_PIPE_VERBOSE=1 "$pipe" receive "$code" </dev/null >"$demo/received.raw" 2>"$demo/receive.err"; then
-  cat "$demo/receive.err" "$demo/send.err" >&2
+for _ in $(seq 100); do
+  code=$(sed -n 's/^Code: \([^ ]*\).*/\1/p' "$demo/send.out" 2>/dev/null | head -n1)
+  [ -n "$code" ] && break
+  sleep 0.1
+done
+cat "$demo/send.out"
+if [ -z "$code" ]; then
+  cat "$demo/send.err" >&2
+  echo "ferry: the sender printed no code (messages above)" >&2
+  exit 1
+fi
+echo "\$ ferry receive -y --out received $code"
+if ! $ferry receive -y --out "$demo/received" "$code" 2>&1; then
+  cat "$demo/send.err" >&2
   echo "ferry: the transfer through the code failed (messages above)" >&2
   exit 1
 fi
-wait $pipe_pid || true
-sed -n 's/^ferry-pipe: /path: /p' "$demo/receive.err"
-echo "sent:     $(sha256sum <"$demo/photos/2026/summer/beach.raw" | cut -c1-64)  3000000 bytes"
-echo "received: $(sha256sum <"$demo/received.raw" | cut -c1-64)  $(stat -c %s "$demo/received.raw") bytes"
-if cmp -s "$demo/photos/2026/summer/beach.raw" "$demo/received.raw"; then
-  echo "byte-exact: yes"
+wait $send_pid
+echo "sender: $(tail -n1 "$demo/send.err")"
+sums() { (cd "$1" && find . -type f -print0 | sort -z | xargs -0 sha256sum); }
+if diff <(sums "$demo/photos") <(sums "$demo/received/photos") >/dev/null &&
+  [ -d "$demo/received/photos/empty-album" ]; then
+  echo "byte-exact: yes ($(find "$demo/received/photos" | wc -l) entries, sha256 of every file compared)"
 else
-  echo "ferry: the received bytes differ from the sent ones" >&2
+  echo "ferry: the received tree differs from the sent one" >&2
   exit 1
 fi
 kill -TERM $serve_pid && wait $serve_pid && echo "(server stopped cleanly with SIGTERM)"
-echo
-echo "ferry send / ferry receive (folders, per-chunk verification, resume, many"
-echo "receivers) come with the transfer protocol (issue 5) on top of this connection."
-echo "What ran above is everything that exists today; see README.md."

@@ -234,6 +234,7 @@ struct _FerryConnection {
   GMutex lock;
   GQueue events; /* Ev*, under lock */
   GSource *dispatch;
+  gint wake_pending;   /* data queued; wake the main context at the round's end */
   GQueue held;         /* Ev*: application events before delivery starts */
   gboolean delivering; /* the caller has the connection */
   gboolean closed_delivered;
@@ -407,7 +408,20 @@ post_full(FerryConnection *c, EvKind kind, FerryStream *s, const guint8 *buf, gs
   gboolean was_empty = g_queue_is_empty(&c->events);
   g_queue_push_tail(&c->events, e);
   g_mutex_unlock(&c->lock);
-  if (was_empty)
+  /* Data and room to write come in the I/O thread's rounds: the main
+   * context is woken once at the end of the round (q_round_done), so it
+   * finds the whole round's bytes in one event per stream. */
+  if (kind == EV_DATA || kind == EV_WRITABLE)
+    g_atomic_int_set(&c->wake_pending, 1);
+  else if (was_empty)
+    g_source_set_ready_time(c->dispatch, 0);
+}
+
+static void
+q_round_done(FerryQuic *q, gpointer data)
+{
+  FerryConnection *c = data;
+  if (g_atomic_int_compare_and_exchange(&c->wake_pending, 1, 0))
     g_source_set_ready_time(c->dispatch, 0);
 }
 
@@ -1012,6 +1026,7 @@ start_quic(FerryConnection *c)
   qc.callbacks.stream_writable = q_stream_writable;
   qc.callbacks.stream_closed = q_stream_closed;
   qc.callbacks.closed = q_closed;
+  qc.callbacks.round_done = q_round_done;
   qc.user_data = c;
   g_strlcpy(c->path.congestion_control, ferry_quic_cc_name(qc.cc),
             sizeof c->path.congestion_control);

@@ -1226,6 +1226,8 @@ conn_thread(gpointer data)
     handle_timers(q);
     busy |= write_packets(q);
     flush_acked(q);
+    if (q->cfg.callbacks.round_done != NULL)
+      q->cfg.callbacks.round_done(q, q->cfg.user_data);
     if (!busy)
       wait_events(q);
   }

@@ -88,6 +88,11 @@ typedef struct {
    * or the peer closed it with application code 0; otherwise it says what
    * happened in the FERRY_ERROR domain (see ferry_quic_get_end()). */
   void (*closed)(FerryQuic *q, const GError *error, gpointer user_data);
+  /* Optional: the I/O thread finished one round of reading, timers and
+   * writing. Callbacks above that ran in that round may be acted on in
+   * one go from here (e.g. one wake-up of another thread per round
+   * instead of one per datagram). Runs on the I/O thread. */
+  void (*round_done)(FerryQuic *q, gpointer user_data);
 } FerryQuicCallbacks;
 
 typedef struct {
