@@ -117,6 +117,14 @@ save_checkpoint(RecvState *r, gboolean now)
   }
 }
 
+/* A DECLINE or ABORT not yet acknowledged by the sender. */
+static gboolean
+recv_lingering(FerryTransfer *t)
+{
+  RecvState *r = t->recv;
+  return r->ctl != NULL && (r->ctl_out->len > 0 || ferry_stream_get_queued(r->ctl->stream) > 0);
+}
+
 static gboolean
 close_later(gpointer data)
 {
@@ -147,11 +155,10 @@ fail(RecvState *r, int code, const char *fmt, ...)
     ctl_flush(r);
   }
   r->phase = PHASE_OVER;
-  r->timer = g_timeout_add(CLOSE_DELAY_MS, close_later, r);
   GError *error = NULL;
   ferry_set_error(&error, code, "%s", msg);
   g_free(msg);
-  ferry_transfer_finish(r->t, error);
+  ferry_transfer_finish_linger(r->t, error);
 }
 
 /* ---- files ---------------------------------------------------------------- */
@@ -869,6 +876,7 @@ stream_in(FerryStream *stream, const guint8 *data, gsize len, gboolean fin, gpoi
     data++, len--;
     if (rs->kind == FERRY_WIRE_KIND_CONTROL && r->ctl == NULL) {
       r->ctl = rs;
+      r->t->ctl_ref = ferry_stream_ref(rs->stream);
     } else if (rs->kind != FERRY_WIRE_KIND_DATA || r->ctl == NULL) {
       fail(r, FERRY_ERR_INVALID, "the sender opened a stream of unknown kind");
       return;
@@ -987,6 +995,7 @@ ferry_transfer_receive(FerryConnection *conn, const FerryReceiveOptions *options
     t->handlers = *handlers;
   t->user_data = user_data;
   t->recv = r;
+  t->lingering = recv_lingering;
   r->t = t;
   r->rootfd = rootfd;
   char *abs = g_canonicalize_filename(out, NULL);
@@ -1041,14 +1050,13 @@ ferry_recv_accept(FerryTransfer *t)
                              "the receiver does not have enough disk space");
       ctl_flush(r);
       r->phase = PHASE_OVER;
-      r->timer = g_timeout_add(CLOSE_DELAY_MS, close_later, r);
       ferry_set_error(&error, FERRY_ERR_IO,
                       "not enough space in %s: the transfer needs %s and %s is free; free some "
                       "space or choose another folder with --out",
                       r->out_dir, n, h);
       g_free(n);
       g_free(h);
-      ferry_transfer_finish(t, error);
+      ferry_transfer_finish_linger(t, error);
       return;
     }
   }
@@ -1075,10 +1083,9 @@ ferry_recv_decline(FerryTransfer *t, const char *reason)
   ferry_wire_put_message(r->ctl_out, FERRY_FRAME_DECLINE, 0, reason != NULL ? reason : "declined");
   ctl_flush(r);
   r->phase = PHASE_OVER;
-  r->timer = g_timeout_add(CLOSE_DELAY_MS, close_later, r);
   GError *error = NULL;
   ferry_set_error(&error, FERRY_ERR_STATE, "declined: %s", reason != NULL ? reason : "declined");
-  ferry_transfer_finish(t, error);
+  ferry_transfer_finish_linger(t, error);
 }
 
 void

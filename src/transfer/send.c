@@ -89,7 +89,15 @@ fail(SendState *s, int code, const char *fmt, ...)
   GError *error = NULL;
   ferry_set_error(&error, code, "%s", msg);
   g_free(msg);
-  ferry_transfer_finish(s->t, error);
+  ferry_transfer_finish_linger(s->t, error);
+}
+
+/* An ABORT not yet acknowledged by the receiver. */
+static gboolean
+send_lingering(FerryTransfer *t)
+{
+  SendState *s = t->send;
+  return s->ctl != NULL && (s->ctl_out->len > 0 || ferry_stream_get_queued(s->ctl) > 0);
 }
 
 static gboolean
@@ -576,6 +584,7 @@ ferry_transfer_send(FerrySource *src, FerryConnection *conn, const FerryTransfer
   t->user_data = user_data;
   memcpy(t->id_hex, src->id_hex, sizeof t->id_hex);
   t->send = s;
+  t->lingering = send_lingering;
   t->progress.bytes_total = src->bytes;
   t->progress.files_total = src->files;
   s->t = t;
@@ -590,6 +599,8 @@ ferry_transfer_send(FerrySource *src, FerryConnection *conn, const FerryTransfer
 
   GError *error = NULL;
   s->ctl = ferry_connection_open_stream(conn, &ctl_handlers, s, &error);
+  if (s->ctl != NULL)
+    t->ctl_ref = ferry_stream_ref(s->ctl);
   if (s->ctl == NULL) {
     s->phase = PHASE_OVER;
     ferry_set_error(&error, FERRY_ERR_FAILED, "the connection ended before the transfer began");
@@ -619,8 +630,6 @@ ferry_send_cancel(FerryTransfer *t)
   fail(s, FERRY_ERR_FAILED, "the sender stopped (interrupted)");
   g_clear_error(&t->finish_error);
   t->finish_error = g_error_new_literal(G_IO_ERROR, G_IO_ERROR_CANCELLED, "interrupted");
-  if (s->close_timer == 0)
-    s->close_timer = g_timeout_add(CLOSE_DELAY_MS, close_later, s);
 }
 
 void

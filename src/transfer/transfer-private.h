@@ -60,11 +60,19 @@ struct _FerryTransfer {
   GError *finish_error;
   SendState *send;
   RecvState *recv;
+  /* While this says TRUE (a DECLINE or ABORT not yet acknowledged by the
+   * peer), the finished handler waits, at most LINGER_MS: its caller
+   * usually frees the connection, which would drop those last words. */
+  gboolean (*lingering)(FerryTransfer *t);
+  gint64 linger_until;  /* 0 unless finished by ferry_transfer_finish_linger() */
+  FerryStream *ctl_ref; /* a reference on the control stream, for lingering */
 };
 
 /* Ends the transfer once: the finished handler runs from an idle (never
  * inside a ferry_*() call) with error (taken; NULL for success). */
 void ferry_transfer_finish(FerryTransfer *t, GError *error);
+/* Like ferry_transfer_finish(), after t->lingering() turns FALSE. */
+void ferry_transfer_finish_linger(FerryTransfer *t, GError *error);
 void ferry_transfer_set_current(FerryTransfer *t, const char *path, guint64 size, guint64 done);
 void ferry_transfer_emit_file(FerryTransfer *t, FerryFileStatus status, FerryEntryType type,
                               const char *path, const char *final_path, guint64 size,

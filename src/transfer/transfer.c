@@ -16,10 +16,15 @@ ferry_transfer_id_to_hex(const guint8 id[FERRY_TRANSFER_ID_LEN],
   out[FERRY_TRANSFER_ID_HEX_LEN] = '\0';
 }
 
+#define LINGER_MS 2000
+
 static gboolean
 finish_idle(gpointer data)
 {
   FerryTransfer *t = data;
+  if (t->linger_until != 0 && t->lingering != NULL && t->lingering(t) &&
+      g_get_monotonic_time() < t->linger_until)
+    return G_SOURCE_CONTINUE;
   GError *error = g_steal_pointer(&t->finish_error);
   t->finish_idle = 0;
   if (t->handlers.finished != NULL)
@@ -40,6 +45,21 @@ ferry_transfer_finish(FerryTransfer *t, GError *error)
   t->finish_error = error;
   g_clear_pointer(&t->current_path, g_free);
   t->finish_idle = g_idle_add(finish_idle, t);
+}
+
+void
+ferry_transfer_finish_linger(FerryTransfer *t, GError *error)
+{
+  if (t->finished) {
+    g_clear_error(&error);
+    return;
+  }
+  t->finished = TRUE;
+  t->progress.finished_us = g_get_monotonic_time();
+  t->finish_error = error;
+  t->linger_until = g_get_monotonic_time() + LINGER_MS * 1000;
+  g_clear_pointer(&t->current_path, g_free);
+  t->finish_idle = g_timeout_add(10, finish_idle, t);
 }
 
 void
@@ -129,6 +149,8 @@ ferry_transfer_free(FerryTransfer *t)
   g_clear_error(&t->finish_error);
   /* The connection goes first so that no stream handler runs into a
    * half-freed state. */
+  if (t->ctl_ref != NULL)
+    ferry_stream_unref(t->ctl_ref);
   ferry_connection_free(t->conn);
   if (t->send != NULL)
     ferry_send_state_free(t->send);
