@@ -882,6 +882,14 @@ on_timeout(gpointer data)
 {
   FerryConnection *c = data;
   g_clear_pointer(&c->timeout_source, g_source_unref);
+  if (c->state == CONN_SIGNALING && c->sig != NULL &&
+      ferry_signal_client_get_state(c->sig) != FERRY_SIGNAL_CLIENT_CONNECTED) {
+    conn_fail(c, FERRY_ERR_IO,
+              "no connection within %.0f s: the ferry server %s does not answer; check the "
+              "address (--server) or try again later",
+              c->opts->connect_timeout_ms / 1000.0, c->opts->url);
+    return G_SOURCE_REMOVE;
+  }
   const char *where = c->state == CONN_SIGNALING ? "the code exchange (PAKE) with the other side"
                       : c->state == CONN_ICE     ? "finding a network path (ICE)"
                                                  : "the QUIC handshake";
@@ -1330,9 +1338,13 @@ on_signal_state(FerrySignalClient *sig, FerrySignalClientState state, guint atte
                 const GError *error, gpointer user_data)
 {
   FerryConnection *c = user_data;
-  if (state == FERRY_SIGNAL_CLIENT_CLOSED && c->state < CONN_QUIC)
-    conn_fail(c, FERRY_ERR_IO, "lost the ferry server %s: %s", c->opts->url,
-              error != NULL ? error->message : "the connection was closed");
+  if (state == FERRY_SIGNAL_CLIENT_CLOSED && c->state < CONN_QUIC) {
+    if (error != NULL && strstr(error->message, c->opts->url) != NULL)
+      conn_fail(c, FERRY_ERR_IO, "%s", error->message); /* it names the server already */
+    else
+      conn_fail(c, FERRY_ERR_IO, "lost the ferry server %s: %s", c->opts->url,
+                error != NULL ? error->message : "the connection was closed");
+  }
 }
 
 static gboolean
@@ -1521,10 +1533,14 @@ listener_on_state(FerrySignalClient *sig, FerrySignalClientState state, guint at
                   const GError *error, gpointer user_data)
 {
   FerryListener *l = user_data;
-  if (state == FERRY_SIGNAL_CLIENT_CLOSED && !l->closed)
-    listener_close(l, g_error_new(FERRY_ERROR, FERRY_ERROR_IO, "lost the ferry server %s: %s",
-                                  l->opts->url,
-                                  error != NULL ? error->message : "the connection was closed"));
+  if (state == FERRY_SIGNAL_CLIENT_CLOSED && !l->closed) {
+    if (error != NULL && strstr(error->message, l->opts->url) != NULL)
+      listener_close(l, g_error_new_literal(FERRY_ERROR, FERRY_ERROR_IO, error->message));
+    else
+      listener_close(l, g_error_new(FERRY_ERROR, FERRY_ERROR_IO, "lost the ferry server %s: %s",
+                                    l->opts->url,
+                                    error != NULL ? error->message : "the connection was closed"));
+  }
 }
 
 FerryListener *

@@ -24,6 +24,10 @@ outgoing_free(Outgoing *o)
   g_free(o);
 }
 
+/* Tries for a first connection: a server never reached is most likely a
+ * wrong address or down, not a network blink. */
+#define FIRST_CONNECT_RETRIES 2
+
 struct _FerrySignalClient {
   char *url;
   SoupSession *session;
@@ -37,6 +41,7 @@ struct _FerrySignalClient {
   gpointer user_data;
 
   guint max_retries, initial_ms, max_ms;
+  guint first_retries; /* before any welcome: FIRST_CONNECT_RETRIES unless set */
   guint attempt;
   guint retry_id;
   guint keepalive_ms;
@@ -51,10 +56,12 @@ struct _FerrySignalClient {
   guint64 last_seq;
   guint64 tx_count;
   guint64 tx_confirmed;
-  GQueue unconfirmed; /* char *, message tx_confirmed+1 first */
-  gboolean welcomed;  /* the current connection got its welcome */
-  gboolean resuming;  /* a resume is in flight: hold the queue */
-  char *token;        /* resume token of our session membership */
+  GQueue unconfirmed;     /* char *, message tx_confirmed+1 first */
+  gboolean welcomed;      /* the current connection got its welcome */
+  gboolean ever_welcomed; /* some connection did: a blink, not a wrong address */
+  gboolean give_up;       /* the last answer will not change by waiting */
+  gboolean resuming;      /* a resume is in flight: hold the queue */
+  char *token;            /* resume token of our session membership */
   char *peer;
   gboolean closing; /* ferry_signal_client_close() was called */
 };
@@ -153,6 +160,7 @@ ferry_signal_client_new(const char *url, GError **error)
   g_clear_object(&proxy);
   c->state = FERRY_SIGNAL_CLIENT_CLOSED;
   c->max_retries = 8;
+  c->first_retries = FIRST_CONNECT_RETRIES;
   c->initial_ms = 500;
   c->max_ms = 10000;
   c->keepalive_ms = 15000;
@@ -173,6 +181,7 @@ ferry_signal_client_set_retry(FerrySignalClient *c, guint max_retries, guint ini
                               guint max_ms)
 {
   c->max_retries = max_retries;
+  c->first_retries = max_retries;
   c->initial_ms = initial_ms > 0 ? initial_ms : 1;
   c->max_ms = max_ms >= c->initial_ms ? max_ms : c->initial_ms;
 }
@@ -224,7 +233,14 @@ lost(FerrySignalClient *c, const GError *why, guint retry_after_s)
   drop_ws(c);
   if (c->closing)
     return;
-  if (c->attempt >= c->max_retries) {
+  /* A server never reached is most likely a wrong address or a server that
+   * is down: a couple of quick tries, not the whole reconnect budget. */
+  guint budget = c->ever_welcomed ? c->max_retries : MIN(c->max_retries, c->first_retries);
+  if (c->give_up && why != NULL) {
+    set_state(c, FERRY_SIGNAL_CLIENT_CLOSED, why);
+    return;
+  }
+  if (c->attempt >= budget) {
     GError *error = NULL;
     if (why != NULL)
       error = g_error_new(FERRY_ERROR, FERRY_ERROR_IO,
@@ -368,6 +384,7 @@ handle_server_message(FerrySignalClient *c, JsonObject *msg)
       return;
     }
     c->welcomed = TRUE;
+    c->ever_welcomed = TRUE;
     c->attempt = 0;
     if (c->token != NULL) {
       JsonBuilder *b = json_builder_new();
@@ -514,7 +531,7 @@ connected(GObject *source, GAsyncResult *res, gpointer user_data)
     g_object_unref(msg);
     /* 4xx other than 429 will not get better by waiting. */
     if (status >= 400 && status < 500 && status != 429)
-      c->attempt = c->max_retries;
+      c->give_up = TRUE;
     lost(c, error, ra ? (guint)g_ascii_strtoull(ra, NULL, 10) : 0);
     g_error_free(error);
     return;
