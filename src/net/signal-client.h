@@ -48,7 +48,10 @@ void ferry_signal_client_set_handlers(FerrySignalClient *client, FerrySignalMess
 
 /* Retry policy: at most max_retries attempts in a row (0: none), waiting
  * initial_ms, then doubling up to max_ms (with ±20 % jitter); a server's
- * Retry-After is honoured when longer. Defaults: 8, 500 ms, 10 s. */
+ * Retry-After is honoured when longer. Defaults: 8, 500 ms, 10 s, but only
+ * 2 retries before the first welcome (a server never reached is more likely
+ * a wrong address than a blink); setting a policy here applies it to the
+ * first connection too. */
 void ferry_signal_client_set_retry(FerrySignalClient *client, guint max_retries, guint initial_ms,
                                    guint max_ms);
 
