@@ -843,7 +843,11 @@ flush_acked(FerryQuic *q)
     g_mutex_lock(&q->lock);
     if (!s->closed) {
       s->queued -= MIN(s->queued, s->acked_unreported);
-      if (s->want_writable && s->queued < q->cfg.stream_send_buffer_bytes) {
+      /* Room is reported once a quarter of the buffer is free, not at
+       * every acknowledgement: the writer then comes back with a large
+       * write instead of many small ones. */
+      if (s->want_writable &&
+          s->queued <= q->cfg.stream_send_buffer_bytes - q->cfg.stream_send_buffer_bytes / 4) {
         s->want_writable = FALSE;
         notify = TRUE;
       }
