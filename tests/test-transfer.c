@@ -379,7 +379,10 @@ run_resume(gboolean change_source)
    * the absolute path NUL) (docs/protocol.md §8). */
   char *state_dir = g_strdup(ckpt_dir);
   g_assert_cmpint(g_mkdir_with_parents(state_dir, 0700), ==, 0);
-  char *info = g_strdup_printf("%s/%s.info", state_dir, id);
+  char *out_digest = g_compute_checksum_for_string(G_CHECKSUM_SHA256, out, -1);
+  char *key = g_strdup_printf("%s-%.8s", id, out_digest);
+  g_free(out_digest);
+  char *info = g_strdup_printf("%s/%s.info", state_dir, key);
   char *info_text =
       g_strdup_printf("[checkpoint]\nout_dir=%s\nfiles=1\nbytes=%d\n", out, 10 * 65536 + 123);
   g_assert_true(g_file_set_contents(info, info_text, -1, NULL));
@@ -398,7 +401,8 @@ run_resume(gboolean change_source)
   FerryCheckpointFile *cf = ferry_checkpoint_add_file(cp, "big.bin", 10 * 65536 + 123, NULL);
   for (guint i = 0; i < 7; i++)
     ferry_checkpoint_file_set_verified(cf, i, h->chunk_hashes + 32 * i);
-  char *ckpt = g_strdup_printf("%s/%s.ckpt", state_dir, id);
+  char *ckpt = g_strdup_printf("%s/%s.ckpt", state_dir, key);
+  g_free(key);
   g_assert_true(ferry_checkpoint_save(cp, ckpt, &error));
   ferry_checkpoint_free(cp);
   ferry_file_hash_free(h);

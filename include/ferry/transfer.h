@@ -175,9 +175,14 @@ FERRY_API void ferry_transfer_free(FerryTransfer *transfer);
 
 /* ---- checkpoints -------------------------------------------------------- */
 
+/* A checkpoint's name: the transfer id, '-', 8 hex digits naming the
+ * output folder (one transfer received into two folders keeps two). */
+#define FERRY_CHECKPOINT_KEY_LEN (FERRY_TRANSFER_ID_HEX_LEN + 9)
+
 /* One saved receiver checkpoint. */
 typedef struct {
-  char id[FERRY_TRANSFER_ID_HEX_LEN + 1];
+  char id[FERRY_TRANSFER_ID_HEX_LEN + 1]; /* the transfer id */
+  char key[FERRY_CHECKPOINT_KEY_LEN + 1]; /* the id and the folder: unique */
   char *path;    /* the checkpoint file */
   char *out_dir; /* where the partial files are */
   guint64 files;
@@ -190,8 +195,8 @@ typedef struct {
 /* Lists the checkpoints in dir (NULL: the default). Returns an array of
  * FerryCheckpointInfo * (free with g_ptr_array_unref()). */
 FERRY_API GPtrArray *ferry_checkpoints_list(const char *dir, GError **error);
-/* Deletes the checkpoint with id (or a unique prefix of it) and its
- * partial files. Returns FALSE with FERRY_ERROR_NOT_FOUND or
+/* Deletes the checkpoint whose key starts with id (a transfer id, a key,
+ * or a unique prefix) and its partial files. Returns FALSE with FERRY_ERROR_NOT_FOUND or
  * _AMBIGUOUS. */
 FERRY_API gboolean ferry_checkpoint_delete(const char *dir, const char *id, GError **error);
 /* Deletes checkpoints (and their partial files) older than ttl_seconds;

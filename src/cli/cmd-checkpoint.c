@@ -39,6 +39,7 @@ print_json(const FerryCheckpointInfo *info)
   g_autoptr(JsonBuilder) b = json_builder_new();
   json_builder_begin_object(b);
   cli_json_add_string(b, "id", info->id);
+  cli_json_add_string(b, "key", info->key);
   cli_json_add_string(b, "path", info->path);
   cli_json_add_string(b, "out_dir", info->out_dir);
   json_builder_set_member_name(b, "files");
@@ -74,7 +75,7 @@ list(gboolean json)
     return FERRY_EXIT_OK;
   }
   if (!json)
-    printf("%-16s  %-26s  %5s  %s\n", "ID", "VERIFIED / TOTAL", "AGE", "OUT DIR");
+    printf("%-25s  %-26s  %5s  %s\n", "ID", "VERIFIED / TOTAL", "AGE", "OUT DIR");
   for (guint i = 0; i < all->len; i++) {
     FerryCheckpointInfo *info = all->pdata[i];
     if (json) {
@@ -92,7 +93,7 @@ list(gboolean json)
                               info->bytes_total > 0
                                   ? 100.0 * (double)info->bytes_verified / (double)info->bytes_total
                                   : 100.0);
-    printf("%-16s  %-26s  %5s  %s\n", info->id, amount, age, out_dir);
+    printf("%-25s  %-26s  %5s  %s\n", info->key, amount, age, out_dir);
   }
   if (fflush(stdout) != 0 || ferror(stdout)) {
     cli_error("cannot write the list to standard output");

@@ -77,6 +77,7 @@ struct _RecvState {
   gboolean resume;
   FerryCheckpoint *cp, *old_cp;
   FerryCheckpointWriter *writer;
+  char *ckpt_key; /* ferry_store_key(): transfer id and output folder */
   char *ckpt_path;
   GPtrArray *files; /* RecvFile *, by entry id */
   FerryPathSet *paths;
@@ -542,7 +543,7 @@ check_all_done(RecvState *r)
     }
   }
   g_clear_pointer(&r->writer, ferry_checkpoint_writer_free);
-  ferry_store_remove(r->store_dir, r->t->id_hex);
+  ferry_store_remove(r->store_dir, r->ckpt_key);
   ferry_wire_put_empty(r->ctl_out, FERRY_FRAME_DONE);
   ctl_flush(r);
   ferry_transfer_set_current(r->t, NULL, 0, 0);
@@ -750,7 +751,8 @@ on_offer(RecvState *r, const guint8 *p, guint32 len)
     return;
   }
   ferry_transfer_id_to_hex(r->offer.transfer_id, r->t->id_hex);
-  r->ckpt_path = ferry_store_checkpoint_path(r->store_dir, r->t->id_hex);
+  r->ckpt_key = ferry_store_key(r->t->id_hex, r->out_dir);
+  r->ckpt_path = ferry_store_checkpoint_path(r->store_dir, r->ckpt_key);
   r->t->progress.bytes_total = r->offer.bytes;
   r->t->progress.files_total = r->offer.files;
   r->phase = PHASE_OFFERED;
@@ -1020,7 +1022,7 @@ ferry_recv_accept(FerryTransfer *t)
   if (r->phase != PHASE_OFFERED)
     return;
   GError *error = NULL;
-  char *recorded = ferry_store_read_out_dir(r->store_dir, t->id_hex);
+  char *recorded = ferry_store_read_out_dir(r->store_dir, r->ckpt_key);
   if (recorded != NULL && strcmp(recorded, r->out_dir) == 0) {
     r->old_cp = ferry_checkpoint_load(r->ckpt_path, &error);
     if (r->old_cp == NULL) {
@@ -1061,7 +1063,7 @@ ferry_recv_accept(FerryTransfer *t)
     }
   }
   r->cp = ferry_checkpoint_new(r->offer.transfer_id, r->offer.chunk_size);
-  if (!ferry_store_write_info(r->store_dir, t->id_hex, r->out_dir, r->offer.files, r->offer.bytes,
+  if (!ferry_store_write_info(r->store_dir, r->ckpt_key, r->out_dir, r->offer.files, r->offer.bytes,
                               &error)) {
     g_warning("transfer not resumable: %s", error->message);
     g_clear_error(&error);
@@ -1128,6 +1130,7 @@ ferry_recv_state_free(RecvState *r)
     close(r->rootfd);
   g_free(r->out_dir);
   g_free(r->store_dir);
+  g_free(r->ckpt_key);
   g_free(r->ckpt_path);
   g_free(r);
 }

@@ -21,11 +21,20 @@ ferry_store_dir(const char *dir)
   return g_build_filename(g_get_user_state_dir(), "ferry", "checkpoints", NULL);
 }
 
+char *
+ferry_store_key(const char *id_hex, const char *out_dir)
+{
+  char *digest = g_compute_checksum_for_string(G_CHECKSUM_SHA256, out_dir, -1);
+  char *key = g_strdup_printf("%s-%.8s", id_hex, digest);
+  g_free(digest);
+  return key;
+}
+
 static char *
-store_file(const char *dir, const char *id_hex, const char *ext)
+store_file(const char *dir, const char *key, const char *ext)
 {
   char *d = ferry_store_dir(dir);
-  char *name = g_strconcat(id_hex, ext, NULL);
+  char *name = g_strconcat(key, ext, NULL);
   char *path = g_build_filename(d, name, NULL);
   g_free(d);
   g_free(name);
@@ -33,13 +42,13 @@ store_file(const char *dir, const char *id_hex, const char *ext)
 }
 
 char *
-ferry_store_checkpoint_path(const char *dir, const char *id_hex)
+ferry_store_checkpoint_path(const char *dir, const char *key)
 {
-  return store_file(dir, id_hex, ".ckpt");
+  return store_file(dir, key, ".ckpt");
 }
 
 gboolean
-ferry_store_write_info(const char *dir, const char *id_hex, const char *out_dir, guint64 files,
+ferry_store_write_info(const char *dir, const char *key, const char *out_dir, guint64 files,
                        guint64 bytes, GError **error)
 {
   char *d = ferry_store_dir(dir);
@@ -53,7 +62,7 @@ ferry_store_write_info(const char *dir, const char *id_hex, const char *out_dir,
   g_key_file_set_string(kf, INFO_GROUP, "out_dir", out_dir);
   g_key_file_set_uint64(kf, INFO_GROUP, "files", files);
   g_key_file_set_uint64(kf, INFO_GROUP, "bytes", bytes);
-  char *path = store_file(dir, id_hex, ".info");
+  char *path = store_file(dir, key, ".info");
   GError *e = NULL;
   gboolean ok = g_key_file_save_to_file(kf, path, &e);
   if (!ok) {
@@ -66,9 +75,9 @@ ferry_store_write_info(const char *dir, const char *id_hex, const char *out_dir,
 }
 
 static GKeyFile *
-read_info(const char *dir, const char *id_hex)
+read_info(const char *dir, const char *key)
 {
-  char *path = store_file(dir, id_hex, ".info");
+  char *path = store_file(dir, key, ".info");
   GKeyFile *kf = g_key_file_new();
   gboolean ok = g_key_file_load_from_file(kf, path, G_KEY_FILE_NONE, NULL);
   g_free(path);
@@ -80,9 +89,9 @@ read_info(const char *dir, const char *id_hex)
 }
 
 char *
-ferry_store_read_out_dir(const char *dir, const char *id_hex)
+ferry_store_read_out_dir(const char *dir, const char *key)
 {
-  GKeyFile *kf = read_info(dir, id_hex);
+  GKeyFile *kf = read_info(dir, key);
   if (kf == NULL)
     return NULL;
   char *out = g_key_file_get_string(kf, INFO_GROUP, "out_dir", NULL);
@@ -91,10 +100,10 @@ ferry_store_read_out_dir(const char *dir, const char *id_hex)
 }
 
 void
-ferry_store_remove(const char *dir, const char *id_hex)
+ferry_store_remove(const char *dir, const char *key)
 {
-  char *ckpt = store_file(dir, id_hex, ".ckpt");
-  char *info = store_file(dir, id_hex, ".info");
+  char *ckpt = store_file(dir, key, ".ckpt");
+  char *info = store_file(dir, key, ".info");
   ferry_checkpoint_clean_stale(ckpt);
   unlink(ckpt);
   unlink(info);
@@ -144,13 +153,14 @@ info_free(gpointer p)
   g_free(i);
 }
 
+/* "<16 hex>-<8 hex>", lowercase. */
 static gboolean
-is_id(const char *name, gsize len)
+is_key(const char *name, gsize len)
 {
-  if (len != FERRY_TRANSFER_ID_HEX_LEN)
+  if (len != FERRY_CHECKPOINT_KEY_LEN || name[FERRY_TRANSFER_ID_HEX_LEN] != '-')
     return FALSE;
   for (gsize i = 0; i < len; i++)
-    if (!g_ascii_isxdigit(name[i]) || g_ascii_isupper(name[i]))
+    if (i != FERRY_TRANSFER_ID_HEX_LEN && (!g_ascii_isxdigit(name[i]) || g_ascii_isupper(name[i])))
       return FALSE;
   return TRUE;
 }
@@ -176,19 +186,20 @@ ferry_checkpoints_list(const char *dir, GError **error)
   const char *name;
   while ((name = g_dir_read_name(gd)) != NULL) {
     gsize n = strlen(name);
-    if (n < 6 || strcmp(name + n - 5, ".info") != 0 || !is_id(name, n - 5))
+    if (n < 6 || strcmp(name + n - 5, ".info") != 0 || !is_key(name, n - 5))
       continue;
     FerryCheckpointInfo *info = g_new0(FerryCheckpointInfo, 1);
     memcpy(info->id, name, FERRY_TRANSFER_ID_HEX_LEN);
-    info->path = ferry_store_checkpoint_path(dir, info->id);
-    GKeyFile *kf = read_info(dir, info->id);
+    memcpy(info->key, name, FERRY_CHECKPOINT_KEY_LEN);
+    info->path = ferry_store_checkpoint_path(dir, info->key);
+    GKeyFile *kf = read_info(dir, info->key);
     if (kf != NULL) {
       info->out_dir = g_key_file_get_string(kf, INFO_GROUP, "out_dir", NULL);
       info->files = g_key_file_get_uint64(kf, INFO_GROUP, "files", NULL);
       info->bytes_total = g_key_file_get_uint64(kf, INFO_GROUP, "bytes", NULL);
       g_key_file_free(kf);
     }
-    char *info_path = store_file(dir, info->id, ".info");
+    char *info_path = store_file(dir, info->key, ".info");
     struct stat st;
     if (stat(info->path, &st) == 0 || stat(info_path, &st) == 0)
       info->mtime = st.st_mtime;
@@ -230,7 +241,7 @@ delete_one(const char *dir, const FerryCheckpointInfo *info)
     }
   }
   ferry_checkpoint_free(cp);
-  ferry_store_remove(dir, info->id);
+  ferry_store_remove(dir, info->key);
 }
 
 gboolean
@@ -243,7 +254,7 @@ ferry_checkpoint_delete(const char *dir, const char *id, GError **error)
   guint matches = 0;
   for (guint i = 0; i < list->len; i++) {
     const FerryCheckpointInfo *info = g_ptr_array_index(list, i);
-    if (id[0] != '\0' && g_str_has_prefix(info->id, id)) {
+    if (id[0] != '\0' && g_str_has_prefix(info->key, id)) {
       found = info;
       matches++;
     }

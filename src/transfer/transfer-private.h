@@ -91,15 +91,16 @@ void ferry_transfer_id_to_hex(const guint8 id[FERRY_TRANSFER_ID_LEN],
                               char out[FERRY_TRANSFER_ID_HEX_LEN + 1]);
 
 /* Checkpoint store (store.c): the checkpoint and its description for a
- * transfer id, in dir (NULL: the default). */
+ * key (ferry_store_key()), in dir (NULL: the default). */
+char *ferry_store_key(const char *id_hex, const char *out_dir);
 char *ferry_store_dir(const char *dir);
-char *ferry_store_checkpoint_path(const char *dir, const char *id_hex);
+char *ferry_store_checkpoint_path(const char *dir, const char *key);
 /* Writes the description beside the checkpoint: out_dir, totals. */
-gboolean ferry_store_write_info(const char *dir, const char *id_hex, const char *out_dir,
+gboolean ferry_store_write_info(const char *dir, const char *key, const char *out_dir,
                                 guint64 files, guint64 bytes, GError **error);
 /* The out_dir recorded for id_hex, or NULL. */
-char *ferry_store_read_out_dir(const char *dir, const char *id_hex);
-void ferry_store_remove(const char *dir, const char *id_hex);
+char *ferry_store_read_out_dir(const char *dir, const char *key);
+void ferry_store_remove(const char *dir, const char *key);
 /* The hidden name beside a file's final place that holds its bytes until
  * they are verified: ".NAME.ID.ferry-part" (or a hashed name when that
  * would be too long). */
