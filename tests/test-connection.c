@@ -515,6 +515,60 @@ test_bad_input(void)
   g_clear_error(&error);
 }
 
+static void
+on_queued(guint position, gpointer data)
+{
+  guint *last = data;
+  *last = position;
+}
+
+/* max_receivers 1: a second receiver waits in line (told its place) while
+ * the first is served, and gets its turn once the first connection is
+ * freed. */
+static void
+test_queue(void)
+{
+  TestServer srv;
+  test_server_start(&srv, "127.0.0.1:0", NULL);
+  char *url = test_server_url(srv.port);
+  FerryConnectOptions so, ro;
+  options_for(&so, url);
+  options_for(&ro, url);
+  ro.connect_timeout_ms = 8000;
+  Sender s;
+  sender_start(&s, &so);
+
+  Receiver first, second;
+  receive(&first, &ro, s.code);
+  WAIT_FOR(first.done && s.conns->len == 1, 20);
+  g_assert_no_error(first.error);
+
+  guint place = 0;
+  FerryConnectOptions wo = ro;
+  wo.queued = on_queued;
+  wo.queued_user_data = &place;
+  receive(&second, &wo, s.code);
+  WAIT_FOR(place == 1, 20);
+  /* Waiting longer than its connect timeout does not end it: the sender's
+   * notices keep it alive. */
+  gint64 until = g_get_monotonic_time() + 9 * G_USEC_PER_SEC;
+  WAIT_FOR(g_get_monotonic_time() > until, 12);
+  g_assert_false(second.done);
+  g_assert_cmpuint(s.conns->len, ==, 1);
+
+  /* The first is over: the second is served. */
+  g_ptr_array_remove_index(s.conns, 0);
+  WAIT_FOR(second.done && s.conns->len == 1, 20);
+  g_assert_no_error(second.error);
+  g_assert_nonnull(second.conn);
+
+  receiver_clear(&first);
+  receiver_clear(&second);
+  sender_clear(&s);
+  test_server_stop(&srv);
+  g_free(url);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -527,5 +581,6 @@ main(int argc, char **argv)
   g_test_add_func("/net/connection/code-closed", test_code_closed);
   g_test_add_func("/net/connection/peer-vanishes", test_peer_vanishes);
   g_test_add_func("/net/connection/no-path", test_no_path);
+  g_test_add_func("/net/connection/queue", test_queue);
   return g_test_run();
 }

@@ -63,6 +63,14 @@ typedef struct {
   /* From a receiver's join (or ferry_connect_async()) to an authenticated
    * connection, at most; default 60000. */
   guint connect_timeout_ms;
+  /* Receiver: called when the sender already serves max_receivers others
+   * and this receiver waits its turn (position 1: next), again as the line
+   * moves and every few seconds; the wait does not count against
+   * connect_timeout_ms. May be NULL. */
+  void (*queued)(guint position, gpointer user_data);
+  gpointer queued_user_data;
+  /* Sender: max_receivers above is how many are served at once; more
+   * receivers may join the code and wait in line for a free slot. */
 } FerryConnectOptions;
 
 FERRY_API void ferry_connect_options_init(FerryConnectOptions *options);

@@ -57,6 +57,8 @@ typedef struct {
   FerryQuicCC cc;
   guint64 conn_window, stream_window, max_streams;
   guint ice_timeout_ms, hs_timeout_ms, idle_timeout_ms, connect_timeout_ms;
+  void (*queued)(guint position, gpointer user_data);
+  gpointer queued_user_data;
 } Opts;
 
 static void
@@ -116,6 +118,8 @@ opts_new(const FerryConnectOptions *in, GError **error)
   o->no_relay = in->no_relay;
   o->include_loopback = in->include_loopback;
   o->max_failures = in->max_failures ? in->max_failures : FERRY_CONNECT_DEFAULT_MAX_FAILURES;
+  o->queued = in->queued;
+  o->queued_user_data = in->queued_user_data;
   o->code_words = in->code_words ? in->code_words : FERRY_CODE_DEFAULT_WORDS;
   o->max_receivers = in->max_receivers ? in->max_receivers : 1;
   o->conn_window = in->conn_window_bytes;
@@ -201,6 +205,7 @@ struct _FerryConnection {
 
   /* handshake */
   FerryListener *listener; /* sender side: the listener that made us */
+  FerryListener *slot_of;  /* sender side, handed over: whose receiver slot we hold */
   GTask *task;             /* receiver side */
   FerrySignalClient *sig;  /* receiver side: ours; sender side: the listener's */
   char *peer;              /* the server's name for the peer ("s", "r1") */
@@ -252,7 +257,11 @@ struct _FerryListener {
   char *code_text;
   char *nameplate;
   JsonNode *server_ice;
-  GHashTable *attempts; /* peer id → FerryConnection* under way */
+  GHashTable *attempts;  /* peer id → FerryConnection* under way */
+  GHashTable *serving;   /* FerryConnection* handed over and not yet over */
+  GQueue waiting;        /* char *: peers that joined while every slot was taken */
+  GSource *queue_source; /* re-sends the waiting peers their place */
+  GSource *next_source;  /* starts the next waiting peer (from an idle) */
   guint failures;
   gboolean stopping; /* no more joins accepted */
   gboolean closed;   /* the closed handler ran */
@@ -262,6 +271,8 @@ struct _FerryListener {
 static void conn_fail(FerryConnection *c, int code, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
 static void conn_free_internal(FerryConnection *c);
 static void listener_attempt_done(FerryListener *l, FerryConnection *c, const GError *error);
+static void conn_release_slot(FerryConnection *c);
+static void listener_schedule_next(FerryListener *l);
 
 static void
 drop_source(GSource **source)
@@ -618,6 +629,7 @@ deliver(FerryConnection *c, Ev *e)
     break;
   }
   case EV_CLOSED:
+    conn_release_slot(c);
     if (!c->closed_delivered) {
       c->closed_delivered = TRUE;
       if (c->h.closed != NULL)
@@ -787,6 +799,7 @@ conn_drop_handshake(FerryConnection *c)
 static void
 conn_free_internal(FerryConnection *c)
 {
+  conn_release_slot(c);
   drop_source(&c->free_source);
   drop_source(&c->sig_source);
   conn_drop_handshake(c);
@@ -1317,8 +1330,23 @@ receiver_on_message(FerrySignalClient *sig, JsonObject *msg, gpointer user_data)
     c->server_ice = ice != NULL ? json_node_copy(ice) : NULL;
     conn_start_link(c);
   } else if (strcmp(type, "message") == 0 && c->link != NULL) {
-    if (g_strcmp0(json_object_get_string_member_with_default(msg, "from", ""), "s") == 0)
-      ferry_peer_link_handle(c->link, json_object_get_member(msg, "body"));
+    if (g_strcmp0(json_object_get_string_member_with_default(msg, "from", ""), "s") != 0)
+      return;
+    JsonNode *body = json_object_get_member(msg, "body");
+    JsonObject *o =
+        body != NULL && JSON_NODE_HOLDS_OBJECT(body) ? json_node_get_object(body) : NULL;
+    if (o != NULL && json_object_has_member(o, "queued")) {
+      /* The sender serves others first; we wait, and the wait is not
+       * counted against the connect timeout. Not secret, not trusted
+       * for anything but this message. */
+      gint64 pos = json_object_get_int_member_with_default(o, "queued", 0);
+      drop_source(&c->timeout_source);
+      conn_start_timer(c);
+      if (c->opts->queued != NULL && pos > 0)
+        c->opts->queued((guint)MIN(pos, G_MAXUINT), c->opts->queued_user_data);
+      return;
+    }
+    ferry_peer_link_handle(c->link, body);
   } else if (strcmp(type, "session-ended") == 0 && c->state < CONN_QUIC) {
     conn_fail(c, ERR_FAILED,
               "the sender left before the connection was set up (%s); ask them to send again",
@@ -1438,8 +1466,12 @@ listener_attempt_done(FerryListener *l, FerryConnection *c, const GError *error)
 {
   g_hash_table_steal(l->attempts, c->peer);
   c->listener = NULL;
-  if (error == NULL)
+  if (error == NULL) {
+    c->slot_of = l;
+    g_hash_table_add(l->serving, c);
     return;
+  }
+  listener_schedule_next(l);
   if (l->h.attempt_failed != NULL)
     l->h.attempt_failed(l, c->peer, error, l->user_data);
   if (g_error_matches(error, FERRY_ERROR, FERRY_ERROR_AUTH) &&
@@ -1452,6 +1484,112 @@ listener_attempt_done(FerryListener *l, FerryConnection *c, const GError *error)
                     l->failures);
     ferry_signal_client_release(l->sig);
   }
+}
+
+/* ---- receivers over the limit wait their turn ---------------------------- */
+
+/* max_receivers bounds the receivers served at once: those connecting and
+ * those handed over whose connection is not over yet. A receiver that
+ * joins beyond that waits in line and is told its place (and told again
+ * every QUEUE_NOTICE_MS, which keeps its connect timeout from running out);
+ * when a slot frees, the first in line gets its PAKE. */
+#define QUEUE_NOTICE_MS 5000
+#define QUEUE_EXTRA     8 /* waiting receivers the server may hold for us */
+
+static gboolean
+listener_full(FerryListener *l)
+{
+  return g_hash_table_size(l->attempts) + g_hash_table_size(l->serving) >= l->opts->max_receivers;
+}
+
+static void
+listener_start_attempt(FerryListener *l, const char *peer)
+{
+  FerryConnection *c = conn_new(l->opts, TRUE);
+  c->listener = l;
+  c->sig = l->sig;
+  c->peer = g_strdup(peer);
+  c->receiver_id = g_strdup(peer);
+  c->nameplate = g_strdup(l->nameplate);
+  c->words = g_strdup(l->code.password);
+  c->server_ice = l->server_ice != NULL ? json_node_copy(l->server_ice) : NULL;
+  g_hash_table_insert(l->attempts, c->peer, c);
+  conn_start_timer(c);
+  conn_start_link(c);
+}
+
+static gboolean
+queue_notice_cb(gpointer data)
+{
+  FerryListener *l = data;
+  guint pos = 1;
+  for (GList *w = l->waiting.head; w != NULL; w = w->next, pos++) {
+    g_autoptr(JsonBuilder) b = json_builder_new();
+    json_builder_begin_object(b);
+    json_builder_set_member_name(b, "queued");
+    json_builder_add_int_value(b, pos);
+    json_builder_set_member_name(b, "serving");
+    json_builder_add_int_value(b, g_hash_table_size(l->attempts) + g_hash_table_size(l->serving));
+    json_builder_end_object(b);
+    ferry_signal_client_send(l->sig, w->data, json_builder_get_root(b)); /* takes the node */
+  }
+  if (g_queue_is_empty(&l->waiting)) {
+    g_clear_pointer(&l->queue_source, g_source_unref);
+    return G_SOURCE_REMOVE;
+  }
+  return G_SOURCE_CONTINUE;
+}
+
+/* Tells every waiting peer its place now, and keeps telling them. */
+static void
+listener_tell_waiting(FerryListener *l)
+{
+  queue_notice_cb(l);
+  if (!g_queue_is_empty(&l->waiting) && l->queue_source == NULL) {
+    l->queue_source = g_timeout_source_new(QUEUE_NOTICE_MS);
+    g_source_set_callback(l->queue_source, queue_notice_cb, l, NULL);
+    g_source_attach(l->queue_source, g_main_context_get_thread_default());
+  }
+}
+
+static gboolean
+listener_next_cb(gpointer data)
+{
+  FerryListener *l = data;
+  g_clear_pointer(&l->next_source, g_source_unref);
+  gboolean moved = FALSE;
+  while (!l->stopping && !g_queue_is_empty(&l->waiting) && !listener_full(l)) {
+    char *peer = g_queue_pop_head(&l->waiting);
+    listener_start_attempt(l, peer);
+    g_free(peer);
+    moved = TRUE;
+  }
+  if (moved)
+    listener_tell_waiting(l);
+  return G_SOURCE_REMOVE;
+}
+
+/* A slot may have freed: the next in line goes, from an idle (this may
+ * run inside ferry_connection_free()). */
+static void
+listener_schedule_next(FerryListener *l)
+{
+  if (l->next_source != NULL || g_queue_is_empty(&l->waiting))
+    return;
+  l->next_source = g_idle_source_new();
+  g_source_set_callback(l->next_source, listener_next_cb, l, NULL);
+  g_source_attach(l->next_source, g_main_context_get_thread_default());
+}
+
+static void
+conn_release_slot(FerryConnection *c)
+{
+  FerryListener *l = c->slot_of;
+  if (l == NULL)
+    return;
+  c->slot_of = NULL;
+  g_hash_table_remove(l->serving, c);
+  listener_schedule_next(l);
 }
 
 static void
@@ -1480,25 +1618,27 @@ listener_on_message(FerrySignalClient *sig, JsonObject *msg, gpointer user_data)
     if (l->h.code != NULL)
       l->h.code(l, l->code_text, l->user_data);
   } else if (strcmp(type, "peer-joined") == 0 && *peer != '\0') {
-    if (l->stopping || g_hash_table_contains(l->attempts, peer))
+    if (l->stopping || g_hash_table_contains(l->attempts, peer) ||
+        g_queue_find_custom(&l->waiting, peer, (GCompareFunc)strcmp) != NULL)
       return;
-    FerryConnection *c = conn_new(l->opts, TRUE);
-    c->listener = l;
-    c->sig = l->sig;
-    c->peer = g_strdup(peer);
-    c->receiver_id = g_strdup(peer);
-    c->nameplate = g_strdup(l->nameplate);
-    c->words = g_strdup(l->code.password);
-    c->server_ice = l->server_ice != NULL ? json_node_copy(l->server_ice) : NULL;
-    g_hash_table_insert(l->attempts, c->peer, c);
-    conn_start_timer(c);
-    conn_start_link(c);
+    if (listener_full(l)) {
+      g_queue_push_tail(&l->waiting, g_strdup(peer));
+      listener_tell_waiting(l);
+    } else {
+      listener_start_attempt(l, peer);
+    }
   } else if (strcmp(type, "message") == 0) {
     const char *from = json_object_get_string_member_with_default(msg, "from", "");
     FerryConnection *c = g_hash_table_lookup(l->attempts, from);
     if (c != NULL && c->link != NULL)
       ferry_peer_link_handle(c->link, json_object_get_member(msg, "body"));
   } else if (strcmp(type, "peer-left") == 0) {
+    GList *w = g_queue_find_custom(&l->waiting, peer, (GCompareFunc)strcmp);
+    if (w != NULL) {
+      g_free(w->data);
+      g_queue_delete_link(&l->waiting, w);
+      listener_tell_waiting(l);
+    }
     FerryConnection *c = g_hash_table_lookup(l->attempts, peer);
     /* Once QUIC runs, the receiver may leave the server at any moment
      * (it closes signaling when it is authenticated first). */
@@ -1556,6 +1696,8 @@ ferry_listener_new(const FerryConnectOptions *options, const FerryListenerHandle
     l->h = *handlers;
   l->user_data = user_data;
   l->attempts = g_hash_table_new(g_str_hash, g_str_equal);
+  l->serving = g_hash_table_new(NULL, NULL);
+  g_queue_init(&l->waiting);
   int rc = ferry_code_generate(&l->code, opts->code_words);
   if (rc < 0) {
     ferry_set_error(error, rc, "cannot draw the code's words: %s", ferry_strerror(rc));
@@ -1569,7 +1711,8 @@ ferry_listener_new(const FerryConnectOptions *options, const FerryListenerHandle
   }
   ferry_signal_client_set_handlers(l->sig, listener_on_message, listener_on_state, l);
   ferry_signal_client_start(l->sig);
-  ferry_signal_client_claim(l->sig, opts->max_receivers);
+  /* Room on the server for a line of waiting receivers too. */
+  ferry_signal_client_claim(l->sig, opts->max_receivers + QUEUE_EXTRA);
   return l;
 }
 
@@ -1605,6 +1748,13 @@ ferry_listener_free(FerryListener *l)
     conn_free_internal(c);
   }
   g_hash_table_destroy(l->attempts);
+  g_hash_table_iter_init(&it, l->serving);
+  while (g_hash_table_iter_next(&it, &value, NULL))
+    ((FerryConnection *)value)->slot_of = NULL;
+  g_hash_table_destroy(l->serving);
+  g_queue_clear_full(&l->waiting, g_free);
+  drop_source(&l->queue_source);
+  drop_source(&l->next_source);
   if (l->sig != NULL)
     ferry_signal_client_free(l->sig);
   g_clear_pointer(&l->server_ice, json_node_unref);
