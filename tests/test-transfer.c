@@ -16,7 +16,7 @@ static TestServer srv;
 static char *server_url;
 static char *ckpt_dir;
 
-typedef struct {
+typedef struct Run_ {
   /* sender */
   FerrySource *source;
   FerryListener *listener;
@@ -32,7 +32,9 @@ typedef struct {
   gboolean decline;
   gboolean cancel_after_first_chunk;
   guint64 offered_files, offered_bytes;
-  GPtrArray *events; /* "status path -> final" */
+  GPtrArray *events;                    /* "status path -> final" */
+  void (*after_scan)(struct Run_ *run); /* between the scan and the send */
+  const char *grow;                     /* the file after_scan changes */
   char *tmp;
 } Run;
 
@@ -136,6 +138,8 @@ run_transfer(Run *run, const char *const *paths, const FerrySendOptions *sopts, 
   run->events = g_ptr_array_new_with_free_func(g_free);
   run->source = ferry_source_new(paths, sopts, &error);
   g_assert_no_error(error);
+  if (run->after_scan != NULL)
+    run->after_scan(run);
   run->listener = ferry_listener_new(&o, &listener_handlers, run, &error);
   g_assert_no_error(error);
   WAIT_FOR(run->code != NULL, 10);
@@ -445,6 +449,69 @@ run_resume(gboolean change_source)
   g_free(tmp);
 }
 
+static void
+grow_file(Run *run)
+{
+  FILE *f = fopen(run->grow, "a");
+  g_assert_nonnull(f);
+  fputs("more", f);
+  fclose(f);
+}
+
+/* A source file that changes after the scan is never sent mixed: the
+ * transfer stops and says which file (or, with skip_errors, skips it and
+ * sends the rest). */
+static void
+test_source_changed(void)
+{
+  for (int skip = 0; skip < 2; skip++) {
+    char *tmp = make_tmp();
+    char *dir = g_build_filename(tmp, "d", NULL);
+    char *a = g_build_filename(dir, "a.bin", NULL);
+    char *b = g_build_filename(dir, "b.bin", NULL);
+    char *out = g_build_filename(tmp, "out", NULL);
+    g_assert_cmpint(g_mkdir_with_parents(dir, 0755), ==, 0);
+    write_file(a, 100000, 1);
+    write_file(b, 1000, 2);
+    const char *paths[] = {dir, NULL};
+    FerrySendOptions so;
+    ferry_send_options_init(&so);
+    so.skip_errors = skip;
+    Run run = {0};
+    ferry_receive_options_init(&run.ropts);
+    run.after_scan = grow_file;
+    run.grow = a;
+    run_transfer(&run, paths, &so, out);
+    char *got_a = g_build_filename(out, "d", "a.bin", NULL);
+    char *got_b = g_build_filename(out, "d", "b.bin", NULL);
+    g_assert_false(g_file_test(got_a, G_FILE_TEST_EXISTS));
+    if (!skip) {
+      g_assert_error(run.send_error, FERRY_ERROR, FERRY_ERROR_IO);
+      g_assert_nonnull(strstr(run.send_error->message, "d/a.bin"));
+      g_assert_nonnull(strstr(run.send_error->message, "changed"));
+      g_assert_nonnull(run.recv_error);
+      g_assert_nonnull(strstr(run.recv_error->message, "changed"));
+    } else {
+      g_assert_no_error(run.send_error);
+      g_assert_no_error(run.recv_error);
+      assert_same_file(b, got_b);
+      gboolean skipped = FALSE;
+      for (guint i = 0; i < run.events->len; i++)
+        skipped |= g_str_has_prefix(g_ptr_array_index(run.events, i), "skipped d/a.bin");
+      g_assert_true(skipped);
+    }
+    run_clear(&run);
+    rm_rf(tmp);
+    g_free(got_a);
+    g_free(got_b);
+    g_free(dir);
+    g_free(a);
+    g_free(b);
+    g_free(out);
+    g_free(tmp);
+  }
+}
+
 /* A hostile sender: each path below is refused before anything is
  * written, and nothing appears outside the output folder. */
 static void
@@ -553,6 +620,7 @@ main(int argc, char **argv)
   g_test_add_func("/transfer/resume-verifies-partial", test_resume);
   g_test_add_func("/transfer/resume-source-changed", test_resume_source_changed);
   g_test_add_func("/transfer/empty-manifest", test_empty_manifest);
+  g_test_add_func("/transfer/source-changed", test_source_changed);
   g_test_add_func("/transfer/hostile-paths-refused", test_hostile_paths);
   int rc = g_test_run();
   test_server_stop(&srv);
