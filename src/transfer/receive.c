@@ -840,7 +840,8 @@ on_frame(RecvState *r, guint8 type, const guint8 *p, guint32 len)
       g_free(msg);
       return;
     }
-    fail(r, FERRY_ERR_FAILED, "the sender stopped: %s", msg);
+    fail(r, FERRY_ERR_FAILED, "%s%s",
+         g_str_has_prefix(msg, "the sender") ? "" : "the sender stopped: ", msg);
     g_free(msg);
     return;
   default:

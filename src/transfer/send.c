@@ -451,7 +451,8 @@ on_frame(SendState *s, guint8 type, const guint8 *p, guint32 len)
     s->phase = PHASE_OVER;
     {
       GError *error = NULL;
-      ferry_set_error(&error, FERRY_ERR_STATE, "the receiver declined: %s", msg);
+      ferry_set_error(&error, FERRY_ERR_STATE, "%s%s",
+                      g_str_has_prefix(msg, "the receiver") ? "" : "the receiver declined: ", msg);
       ferry_transfer_finish(s->t, error);
     }
     g_free(msg);
@@ -492,7 +493,8 @@ on_frame(SendState *s, guint8 type, const guint8 *p, guint32 len)
     s->phase = PHASE_OVER;
     {
       GError *error = NULL;
-      ferry_set_error(&error, FERRY_ERR_FAILED, "the receiver stopped: %s", msg);
+      ferry_set_error(&error, FERRY_ERR_FAILED, "%s%s",
+                      g_str_has_prefix(msg, "the receiver") ? "" : "the receiver stopped: ", msg);
       ferry_transfer_finish(s->t, error);
     }
     g_free(msg);
