@@ -512,6 +512,32 @@ test_source_changed(void)
   }
 }
 
+/* One receiver per transfer and folder: the checkpoint's lock. */
+static void
+test_store_lock(void)
+{
+  char *tmp = make_tmp();
+  GError *error = NULL;
+  int a = ferry_store_lock(ckpt_dir, "0123456789abcdef-01234567", &error);
+  g_assert_no_error(error);
+  g_assert_cmpint(a, >=, 0);
+  int b = ferry_store_lock(ckpt_dir, "0123456789abcdef-01234567", &error);
+  g_assert_cmpint(b, ==, -1);
+  g_assert_error(error, FERRY_ERROR, FERRY_ERROR_EXISTS);
+  g_assert_nonnull(strstr(error->message, "already receiving"));
+  g_clear_error(&error);
+  int c = ferry_store_lock(ckpt_dir, "0123456789abcdef-76543210", &error);
+  g_assert_cmpint(c, >=, 0);
+  close(a);
+  b = ferry_store_lock(ckpt_dir, "0123456789abcdef-01234567", &error);
+  g_assert_no_error(error);
+  g_assert_cmpint(b, >=, 0);
+  close(b);
+  close(c);
+  rm_rf(tmp);
+  g_free(tmp);
+}
+
 /* A hostile sender: each path below is refused before anything is
  * written, and nothing appears outside the output folder. */
 static void
@@ -621,6 +647,7 @@ main(int argc, char **argv)
   g_test_add_func("/transfer/resume-source-changed", test_resume_source_changed);
   g_test_add_func("/transfer/empty-manifest", test_empty_manifest);
   g_test_add_func("/transfer/source-changed", test_source_changed);
+  g_test_add_func("/transfer/store-lock", test_store_lock);
   g_test_add_func("/transfer/hostile-paths-refused", test_hostile_paths);
   int rc = g_test_run();
   test_server_stop(&srv);

@@ -78,6 +78,7 @@ struct _RecvState {
   FerryCheckpoint *cp, *old_cp;
   FerryCheckpointWriter *writer;
   char *ckpt_key; /* ferry_store_key(): transfer id and output folder */
+  int lock_fd;    /* holds the checkpoint's lock while we receive; -1 */
   char *ckpt_path;
   GPtrArray *files; /* RecvFile *, by entry id */
   FerryPathSet *paths;
@@ -1001,6 +1002,7 @@ ferry_transfer_receive(FerryConnection *conn, const FerryReceiveOptions *options
   t->lingering = recv_lingering;
   r->t = t;
   r->rootfd = rootfd;
+  r->lock_fd = -1;
   char *abs = g_canonicalize_filename(out, NULL);
   r->out_dir = abs;
   r->store_dir = options->checkpoint_dir != NULL ? g_strdup(options->checkpoint_dir) : NULL;
@@ -1023,6 +1025,17 @@ ferry_recv_accept(FerryTransfer *t)
   if (r->phase != PHASE_OFFERED)
     return;
   GError *error = NULL;
+  /* One receiver per transfer and folder: a second would share the
+   * temporary files and the checkpoint. */
+  r->lock_fd = ferry_store_lock(r->store_dir, r->ckpt_key, &error);
+  if (r->lock_fd < 0) {
+    ferry_wire_put_message(r->ctl_out, FERRY_FRAME_DECLINE, 0,
+                           "the receiver is already receiving this transfer into that folder");
+    ctl_flush(r);
+    r->phase = PHASE_OVER;
+    ferry_transfer_finish_linger(t, error);
+    return;
+  }
   char *recorded = ferry_store_read_out_dir(r->store_dir, r->ckpt_key);
   if (recorded != NULL && strcmp(recorded, r->out_dir) == 0) {
     r->old_cp = ferry_checkpoint_load(r->ckpt_path, &error);
@@ -1124,6 +1137,8 @@ ferry_recv_state_free(RecvState *r)
   ferry_path_set_free(r->paths);
   ferry_checkpoint_free(r->cp);
   ferry_checkpoint_free(r->old_cp);
+  if (r->lock_fd >= 0)
+    close(r->lock_fd);
   if (r->dir_rel != NULL)
     close(r->dir_fd);
   g_free(r->dir_rel);

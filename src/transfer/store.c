@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -107,8 +108,33 @@ ferry_store_remove(const char *dir, const char *key)
   ferry_checkpoint_clean_stale(ckpt);
   unlink(ckpt);
   unlink(info);
+  char *lock = store_file(dir, key, ".lock");
+  unlink(lock);
+  g_free(lock);
   g_free(ckpt);
   g_free(info);
+}
+
+int
+ferry_store_lock(const char *dir, const char *key, GError **error)
+{
+  char *d = ferry_store_dir(dir);
+  char *path = store_file(dir, key, ".lock");
+  int fd = -1;
+  if (g_mkdir_with_parents(d, 0700) != 0 ||
+      (fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600)) < 0) {
+    ferry_set_error(error, FERRY_ERR_IO, "cannot create %s: %s", path, g_strerror(errno));
+  } else if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    ferry_set_error(error, FERRY_ERR_EXISTS,
+                    "another ferry receive is already receiving this transfer into the same "
+                    "folder (lock %s); wait for it, or use another --out",
+                    path);
+    close(fd);
+    fd = -1;
+  }
+  g_free(d);
+  g_free(path);
+  return fd;
 }
 
 char *

@@ -101,6 +101,10 @@ gboolean ferry_store_write_info(const char *dir, const char *key, const char *ou
 /* The out_dir recorded for id_hex, or NULL. */
 char *ferry_store_read_out_dir(const char *dir, const char *key);
 void ferry_store_remove(const char *dir, const char *key);
+/* Takes the lock of key (KEY.lock, flock()): returns its fd, to be
+ * closed to release it, or -1 with FERRY_ERROR_EXISTS when another
+ * process holds it (or FERRY_ERROR_IO). */
+int ferry_store_lock(const char *dir, const char *key, GError **error);
 /* The hidden name beside a file's final place that holds its bytes until
  * they are verified: ".NAME.ID.ferry-part" (or a hashed name when that
  * would be too long). */
