@@ -161,6 +161,12 @@ FERRY_API void ferry_stream_set_handlers(FerryStream *stream, const FerryStreamH
 FERRY_API gssize ferry_stream_write(FerryStream *stream, const void *data, gsize len,
                                     GError **error);
 
+/* Queues all of bytes (referenced, not copied) or nothing: returns FALSE
+ * without setting error when the send buffer is full (the writable handler
+ * says when to try again), FALSE with FERRY_ERROR_STATE once the stream or
+ * the connection has ended. For large writes this saves a copy. */
+FERRY_API gboolean ferry_stream_write_bytes(FerryStream *stream, GBytes *bytes, GError **error);
+
 /* Ends our direction after the bytes written (the peer sees fin). */
 FERRY_API void ferry_stream_finish(FerryStream *stream);
 

@@ -343,6 +343,16 @@ ferry_stream_write(FerryStream *s, const void *data, gsize len, GError **error)
   return ferry_quic_stream_write(s->qs, data, len, error);
 }
 
+gboolean
+ferry_stream_write_bytes(FerryStream *s, GBytes *bytes, GError **error)
+{
+  if (s->qs == NULL || s->closed || s->conn->quic == NULL) {
+    ferry_set_error(error, FERRY_ERR_STATE, "cannot write: the stream has ended");
+    return FALSE;
+  }
+  return ferry_quic_stream_write_bytes(s->qs, bytes, error);
+}
+
 void
 ferry_stream_finish(FerryStream *s)
 {

@@ -27,8 +27,7 @@
 typedef struct {
   SendState *s;
   FerryStream *stream;
-  guint8 *buf; /* the CHUNK frame being written */
-  gsize len, off;
+  GBytes *frame;   /* the CHUNK frame waiting for room */
   guint64 payload; /* file bytes in buf */
   gboolean busy;
   gboolean finished;
@@ -228,8 +227,9 @@ next_job(SendState *s, DataStream *ds)
     guint64 i = f->next_chunk;
     guint64 off = i * s->src->chunk_size;
     guint32 len = (guint32)MIN((guint64)s->src->chunk_size, e->size - off);
-    ds->buf = g_realloc(ds->buf, FERRY_WIRE_CHUNK_HEADER + (gsize)s->src->chunk_size);
-    guint8 *data = ds->buf + FERRY_WIRE_CHUNK_HEADER;
+    /* One buffer per CHUNK frame, handed to QUIC without a copy. */
+    guint8 *frame = g_malloc(FERRY_WIRE_CHUNK_HEADER + (gsize)len);
+    guint8 *data = frame + FERRY_WIRE_CHUNK_HEADER;
     gsize got = 0;
     while (got < len) {
       ssize_t n = pread(f->fd, data + got, len - got, (off_t)(off + got));
@@ -240,6 +240,7 @@ next_job(SendState *s, DataStream *ds)
       got += (gsize)n;
     }
     if (got < len) {
+      g_free(frame);
       file_fail(s, id, got == 0 && errno != 0 ? g_strerror(errno) : "it shrank while being sent");
       continue;
     }
@@ -253,11 +254,11 @@ next_job(SendState *s, DataStream *ds)
       /* The receiver holds this very chunk. */
       s->t->progress.bytes_done += len;
       s->t->progress.bytes_resumed += len;
+      g_free(frame);
       continue;
     }
-    ferry_wire_chunk_header(ds->buf, &c);
-    ds->len = FERRY_WIRE_CHUNK_HEADER + len;
-    ds->off = 0;
+    ferry_wire_chunk_header(frame, &c);
+    ds->frame = g_bytes_new_take(frame, FERRY_WIRE_CHUNK_HEADER + (gsize)len);
     ds->payload = len;
     ds->busy = TRUE;
     if (f->next_chunk == f->n_chunks)
@@ -277,15 +278,14 @@ data_pump(SendState *s, DataStream *ds)
     if (s->phase != PHASE_SENDING)
       return;
     GError *error = NULL;
-    gssize n = ferry_stream_write(ds->stream, ds->buf + ds->off, ds->len - ds->off, &error);
-    if (n < 0) {
+    if (!ferry_stream_write_bytes(ds->stream, ds->frame, &error)) {
+      if (error == NULL)
+        return; /* full: writable calls again */
       fail(s, FERRY_ERR_FAILED, "the connection to the receiver broke: %s", error->message);
       g_error_free(error);
       return;
     }
-    ds->off += (gsize)n;
-    if (ds->off < ds->len)
-      return; /* writable calls again */
+    g_clear_pointer(&ds->frame, g_bytes_unref);
     ds->busy = FALSE;
     s->t->progress.bytes_done += ds->payload;
   }
@@ -643,7 +643,7 @@ ferry_send_state_free(SendState *s)
     file_close(&s->files[i]);
   g_free(s->files);
   for (guint i = 0; i < s->n_data; i++)
-    g_free(s->data[i].buf);
+    g_clear_pointer(&s->data[i].frame, g_bytes_unref);
   g_free(s->data);
   g_byte_array_unref(s->ctl_out);
   ferry_wire_reader_clear(&s->reader);
