@@ -538,6 +538,59 @@ test_store_lock(void)
   g_free(tmp);
 }
 
+static void
+fake_checkpoint(const char *key, const char *out, gint64 age_s)
+{
+  guint8 tid[32] = {1};
+  char *base = g_build_filename(ckpt_dir, key, NULL);
+  char *info = g_strconcat(base, ".info", NULL);
+  char *ckpt = g_strconcat(base, ".ckpt", NULL);
+  char *text = g_strdup_printf("[checkpoint]\nout_dir=%s\nfiles=1\nbytes=10\n", out);
+  g_assert_cmpint(g_mkdir_with_parents(ckpt_dir, 0700), ==, 0);
+  g_assert_true(g_file_set_contents(info, text, -1, NULL));
+  FerryCheckpoint *cp = ferry_checkpoint_new(tid, 65536);
+  ferry_checkpoint_add_file(cp, "x", 10, NULL);
+  g_assert_true(ferry_checkpoint_save(cp, ckpt, NULL));
+  ferry_checkpoint_free(cp);
+  struct timespec when[2] = {{time(NULL) - age_s, 0}, {time(NULL) - age_s, 0}};
+  g_assert_cmpint(utimensat(AT_FDCWD, info, when, 0), ==, 0);
+  g_assert_cmpint(utimensat(AT_FDCWD, ckpt, when, 0), ==, 0);
+  g_free(text);
+  g_free(info);
+  g_free(ckpt);
+  g_free(base);
+}
+
+/* Checkpoints expire: one untouched for 8 days is gone once a receive
+ * starts; one from an hour ago stays. */
+static void
+test_checkpoint_expiry(void)
+{
+  char *tmp = make_tmp();
+  char *src = g_build_filename(tmp, "a.txt", NULL);
+  char *out = g_build_filename(tmp, "out", NULL);
+  write_file(src, 10, 3);
+  fake_checkpoint("0123456789abcdef-00000001", out, 8 * 24 * 3600);
+  fake_checkpoint("0123456789abcdef-00000002", out, 3600);
+  GPtrArray *before = ferry_checkpoints_list(ckpt_dir, NULL);
+  g_assert_cmpuint(before->len, ==, 2);
+  g_ptr_array_unref(before);
+  const char *paths[] = {src, NULL};
+  Run run = {0};
+  ferry_receive_options_init(&run.ropts);
+  run_transfer(&run, paths, NULL, out);
+  g_assert_no_error(run.recv_error);
+  GPtrArray *after = ferry_checkpoints_list(ckpt_dir, NULL);
+  g_assert_cmpuint(after->len, ==, 1);
+  g_assert_cmpstr(((FerryCheckpointInfo *)after->pdata[0])->key, ==, "0123456789abcdef-00000002");
+  g_ptr_array_unref(after);
+  run_clear(&run);
+  rm_rf(tmp);
+  g_free(src);
+  g_free(out);
+  g_free(tmp);
+}
+
 /* A hostile sender: each path below is refused before anything is
  * written, and nothing appears outside the output folder. */
 static void
@@ -648,6 +701,7 @@ main(int argc, char **argv)
   g_test_add_func("/transfer/empty-manifest", test_empty_manifest);
   g_test_add_func("/transfer/source-changed", test_source_changed);
   g_test_add_func("/transfer/store-lock", test_store_lock);
+  g_test_add_func("/transfer/checkpoint-expiry", test_checkpoint_expiry);
   g_test_add_func("/transfer/hostile-paths-refused", test_hostile_paths);
   int rc = g_test_run();
   test_server_stop(&srv);

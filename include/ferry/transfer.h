@@ -139,6 +139,10 @@ typedef struct {
   const char *checkpoint_dir;
   /* Check that out_dir has room for the offer before accepting. Default TRUE. */
   gboolean check_space;
+  /* Checkpoints (and their partial files) not touched for this many
+   * seconds are deleted when a receive starts; 0: the default
+   * (FERRY_CHECKPOINT_DEFAULT_TTL), negative: never. */
+  gint64 checkpoint_ttl;
 } FerryReceiveOptions;
 
 FERRY_API void ferry_receive_options_init(FerryReceiveOptions *options);

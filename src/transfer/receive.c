@@ -992,6 +992,11 @@ ferry_transfer_receive(FerryConnection *conn, const FerryReceiveOptions *options
     ferry_connection_free(conn);
     return NULL;
   }
+  /* Expired checkpoints go first (7 days by default), as documented. */
+  if (options->checkpoint_ttl >= 0)
+    ferry_checkpoints_clean(options->checkpoint_dir, options->checkpoint_ttl != 0
+                                                         ? options->checkpoint_ttl
+                                                         : FERRY_CHECKPOINT_DEFAULT_TTL);
   FerryTransfer *t = g_new0(FerryTransfer, 1);
   RecvState *r = g_new0(RecvState, 1);
   t->conn = conn;
