@@ -216,6 +216,11 @@ struct _FerryConnection {
   FerryPeerLink *link;
   FerryIce *ice;
   guint n_secrets;
+  /* ICE round: 1 with every candidate type; 2, after round 1 failed (on
+   * either side), with relayed candidates only. */
+  guint ice_round;
+  char *round1_error; /* why round 1 failed, for the message if round 2 fails too */
+  GSource *round2_source;
   GPtrArray *early; /* GBytes: datagrams that came before QUIC */
   GSource *timeout_source;
   GSource *cancel_source;
@@ -272,6 +277,9 @@ static void conn_fail(FerryConnection *c, int code, const char *fmt, ...) G_GNUC
 static void conn_free_internal(FerryConnection *c);
 static void listener_attempt_done(FerryListener *l, FerryConnection *c, const GError *error);
 static void conn_release_slot(FerryConnection *c);
+static void start_ice(FerryConnection *c);
+static void schedule_round2(FerryConnection *c);
+static void on_link_secret_round(FerryConnection *c, const char *text);
 static void listener_schedule_next(FerryListener *l);
 
 static void
@@ -810,6 +818,8 @@ static void
 conn_free_internal(FerryConnection *c)
 {
   conn_release_slot(c);
+  drop_source(&c->round2_source);
+  g_clear_pointer(&c->round1_error, g_free);
   drop_source(&c->free_source);
   drop_source(&c->sig_source);
   conn_drop_handshake(c);
@@ -1100,11 +1110,12 @@ on_ice_candidate(FerryIce *ice, const char *candidate, gpointer user_data)
   FerryConnection *c = user_data;
   if (c->link == NULL)
     return;
+  gboolean r2 = c->ice_round == 2;
   if (candidate == NULL) {
-    ferry_peer_link_send_secret(c->link, "end", 3);
+    ferry_peer_link_send_secret(c->link, r2 ? "end2" : "end", r2 ? 4 : 3);
     return;
   }
-  char *line = g_strconcat("cand ", candidate, NULL);
+  char *line = g_strconcat(r2 ? "cand2 " : "cand ", candidate, NULL);
   ferry_peer_link_send_secret(c->link, line, strlen(line));
   g_free(line);
 }
@@ -1116,7 +1127,17 @@ on_ice_outcome(FerryIce *ice, FerryIceState state, const GError *error, gpointer
   if (c->state != CONN_ICE)
     return;
   if (state == FERRY_ICE_FAILED) {
-    conn_fail(c, ERR_FAILED, "%s", error != NULL ? error->message : "ICE failed");
+    const char *why = error != NULL ? error->message : "ICE failed";
+    if (c->ice_round == 1 && !c->opts->no_relay && !c->opts->force_relay) {
+      c->round1_error = g_strdup(why);
+      schedule_round2(c); /* not from inside the agent's own callback */
+      return;
+    }
+    if (c->round1_error != NULL)
+      conn_fail(c, ERR_FAILED, "%s; then a try through the TURN relay only failed too: %s",
+                c->round1_error, why);
+    else
+      conn_fail(c, ERR_FAILED, "%s", why);
     return;
   }
   FerryIcePath ip;
@@ -1136,19 +1157,34 @@ static void
 on_link_ready(FerryPeerLink *link, gpointer user_data)
 {
   FerryConnection *c = user_data;
-  FerryIceConfig cfg;
-  GError *error = NULL;
 
   if (!ferry_peer_link_derive_key(link, AUTH_LABEL, c->auth_key)) {
     conn_fail(c, FERRY_ERR_STATE, "the PAKE key is missing");
     return;
   }
-  if (!opts_ice_config(c->opts, c->sender ? FERRY_ICE_CONTROLLING : FERRY_ICE_CONTROLLED,
-                       c->server_ice, &cfg, &error) ||
-      (c->ice = ferry_ice_new(&cfg, &error)) == NULL) {
+  c->ice_round = 1;
+  start_ice(c);
+}
+
+/* Makes the agent of the current round, sends our credentials and starts
+ * gathering (candidates go out as they come). */
+static void
+start_ice(FerryConnection *c)
+{
+  FerryIceConfig cfg;
+  GError *error = NULL;
+  gboolean ok = opts_ice_config(c->opts, c->sender ? FERRY_ICE_CONTROLLING : FERRY_ICE_CONTROLLED,
+                                c->server_ice, &cfg, &error);
+  if (ok && c->ice_round == 2)
+    cfg.force_relay = TRUE;
+  if (!ok || (c->ice = ferry_ice_new(&cfg, &error)) == NULL) {
     ferry_ice_config_clear(&cfg);
-    conn_fail(c, error->code == FERRY_ERROR_INVALID ? FERRY_ERR_INVALID : ERR_FAILED, "%s",
-              error->message);
+    if (c->round1_error != NULL)
+      conn_fail(c, ERR_FAILED, "%s; a try through a TURN relay only was not possible: %s",
+                c->round1_error, error->message);
+    else
+      conn_fail(c, error->code == FERRY_ERROR_INVALID ? FERRY_ERR_INVALID : ERR_FAILED, "%s",
+                error->message);
     g_error_free(error);
     return;
   }
@@ -1156,14 +1192,54 @@ on_link_ready(FerryPeerLink *link, gpointer user_data)
   c->state = CONN_ICE;
   ferry_ice_set_handlers(c->ice, on_ice_candidate, on_ice_outcome, c);
   ferry_ice_set_recv_handler(c->ice, on_ice_recv, c);
-  char *creds = g_strdup_printf("creds %s %s", ferry_ice_get_local_ufrag(c->ice),
-                                ferry_ice_get_local_pwd(c->ice));
-  ferry_peer_link_send_secret(link, creds, strlen(creds));
+  char *creds = g_strdup_printf("%s %s %s", c->ice_round == 2 ? "creds2" : "creds",
+                                ferry_ice_get_local_ufrag(c->ice), ferry_ice_get_local_pwd(c->ice));
+  ferry_peer_link_send_secret(c->link, creds, strlen(creds));
   g_free(creds);
   if (!ferry_ice_start(c->ice, &error)) {
     conn_fail(c, ERR_FAILED, "%s", error->message);
     g_error_free(error);
   }
+}
+
+/* Round 2: ICE with every candidate type found no working pair (this
+ * happens behind some NAT pairs although a relay path exists: libnice's
+ * checks of the relayed pairs can run out before both sides' TURN
+ * permissions are in place). Both sides start again with relayed
+ * candidates only — whichever side fails first tells the other with its
+ * "creds2" line, and the other switches at once (docs/protocol.md §7.1). */
+static void
+switch_to_round2(FerryConnection *c)
+{
+  if (c->ice_round != 1 || c->state != CONN_ICE)
+    return;
+  drop_source(&c->round2_source);
+  c->ice_round = 2;
+  if (c->round1_error == NULL)
+    c->round1_error = g_strdup("the other side found no working path");
+  g_clear_pointer(&c->ice, ferry_ice_free);
+  g_ptr_array_set_size(c->early, 0);
+  g_info("no direct path: trying again through the TURN relay only");
+  start_ice(c);
+}
+
+static gboolean
+round2_cb(gpointer data)
+{
+  FerryConnection *c = data;
+  g_clear_pointer(&c->round2_source, g_source_unref);
+  switch_to_round2(c);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+schedule_round2(FerryConnection *c)
+{
+  if (c->round2_source != NULL)
+    return;
+  c->round2_source = g_idle_source_new();
+  g_source_set_callback(c->round2_source, round2_cb, c, NULL);
+  g_source_attach(c->round2_source, c->ctx);
 }
 
 static void
@@ -1180,8 +1256,6 @@ static void
 on_link_secret(FerryPeerLink *link, const char *text, gsize len, gpointer user_data)
 {
   FerryConnection *c = user_data;
-  GError *error = NULL;
-  gboolean ok = TRUE;
 
   if (c->ice == NULL || c->state != CONN_ICE)
     return;
@@ -1190,6 +1264,31 @@ on_link_secret(FerryPeerLink *link, const char *text, gsize len, gpointer user_d
               MAX_SECRET_LINES);
     return;
   }
+  /* Lines of round 2 ("creds2", "cand2", "end2"): the other side's round
+   * 1 failed, so ours stops too. Lines of a round we left are dropped. */
+  gboolean r2_line = g_str_has_prefix(text, "creds2 ") || g_str_has_prefix(text, "cand2 ") ||
+                     strcmp(text, "end2") == 0;
+  if (r2_line && c->ice_round == 1 && !c->opts->no_relay)
+    switch_to_round2(c);
+  if (c->ice == NULL || c->state != CONN_ICE || r2_line != (c->ice_round == 2))
+    return;
+  if (r2_line) {
+    const char *sp = strchr(text, ' ');
+    char *plain = sp != NULL ? g_strdup_printf("%.*s%s", (int)(sp - text - 1), text, sp)
+                             : g_strndup(text, strlen(text) - 1);
+    on_link_secret_round(c, plain);
+    g_free(plain);
+    return;
+  }
+  on_link_secret_round(c, text);
+}
+
+static void
+on_link_secret_round(FerryConnection *c, const char *text)
+{
+  GError *error = NULL;
+  gboolean ok = TRUE;
+
   if (g_str_has_prefix(text, "creds ")) {
     char **f = g_strsplit(text + 6, " ", 3);
     if (g_strv_length(f) == 2)
