@@ -71,8 +71,8 @@ bad "a code without a number" "" receive ocean-tiger-piano
 bad "receive --resume of no checkpoint" "no checkpoint has the id 'abcd'" receive --resume abcd 7-ocean-tiger-piano
 expect_exit 8 "a missing path is a local file error (8)" "$F" send --server http://127.0.0.1:9 "$T/no-such-file"
 ok_if "the message names the missing path" contains "$ERR" "no-such-file"
-expect_exit 2 "no server anywhere is a usage error" "$F" receive -y 7-ocean-tiger-piano
-ok_if "the message says how to give a server" contains "$ERR" "FERRY_SERVER"
+expect_exit 11 "no server anywhere: LAN mode finds no sender with the code (11)" "$F" receive -y 7-ocean-tiger-piano
+ok_if "the message says how to give a server" contains "$ERR" "both sides need --server URL"
 
 # ---- the config file ----------------------------------------------------------
 badconf() { # name text needle

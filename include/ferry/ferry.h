@@ -14,6 +14,7 @@
 #include <ferry/server.h>
 #include <ferry/connection.h>
 #include <ferry/transfer.h>
+#include <ferry/lan.h>
 
 G_BEGIN_DECLS
 

@@ -5,7 +5,13 @@
  * written; -y accepts it, a terminal on standard input is asked, and
  * anything else declines with a message saying to use -y. Verified chunks
  * are kept in a checkpoint, so a receive that is interrupted or cut
- * continues where it stopped when run again. */
+ * continues where it stopped when run again.
+ *
+ * With no server configured anywhere (LAN mode) the sender is looked for
+ * on the local network first (ferry_lan_lookup_async()), and the
+ * connection goes through the rendezvous it runs itself; if several
+ * senders answer to the same number, each is tried in turn (a wrong one
+ * fails the PAKE, and nothing else happens). */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -26,9 +32,14 @@ typedef struct {
   GCancellable *cancel;
   FerryTransfer *transfer;
   CliTrack *track;
-  char *code;      /* as typed, for messages */
-  char *resume_id; /* --resume: the full id of the checkpoint */
-  GString *answer; /* what was typed at "Accept?" so far */
+  char *code;          /* as typed, for messages */
+  char *resume_id;     /* --resume: the full id of the checkpoint */
+  GString *answer;     /* what was typed at "Accept?" so far */
+  GPtrArray *lan;      /* LAN mode: FerryLanSender *, the senders to try */
+  guint lan_next;      /* the next one to try */
+  guint64 lan_reached; /* a sender that answered a connection (its other addresses are skipped) */
+  gboolean lan_skip;
+  GError *lan_error; /* the most telling failure so far */
   guint stdin_watch;
   gboolean offered;     /* the offer arrived */
   gboolean declined;    /* we declined (status already set and reported) */
@@ -234,6 +245,75 @@ static const FerryTransferHandlers transfer_handlers = {
 
 /* ---- connecting ---------------------------------------------------------------- */
 
+static void on_connected(GObject *source, GAsyncResult *result, gpointer user_data);
+
+/* LAN mode: connects through the next sender found, skipping the other
+ * addresses of one that was reached already. Returns FALSE when none is
+ * left. */
+static gboolean
+try_next_sender(Receive *st)
+{
+  while (st->lan_next < st->lan->len) {
+    const FerryLanSender *s = st->lan->pdata[st->lan_next++];
+    if (st->lan_skip && s->instance == st->lan_reached)
+      continue;
+    FerryConnectOptions co;
+    cli_settings_connect_options(&st->s, &co);
+    co.server_url = s->server_url;
+    g_debug("lan: trying the sender at %s", s->server_url);
+    ferry_connect_async(&co, s->code, st->cancel, on_connected, st);
+    return TRUE;
+  }
+  return FALSE;
+}
+
+/* LAN mode: remembers why an attempt failed. A failure past the server
+ * (wrong code, no path) says more than an unreachable address, and means
+ * that sender was reached. Takes error. */
+static void
+keep_lan_error(Receive *st, GError *error)
+{
+  const FerryLanSender *s = st->lan->pdata[st->lan_next - 1];
+  gboolean reached = !g_error_matches(error, FERRY_ERROR, FERRY_ERROR_IO);
+
+  if (reached) {
+    st->lan_reached = s->instance;
+    st->lan_skip = TRUE;
+  }
+  if (st->lan_error == NULL || reached) {
+    g_clear_error(&st->lan_error);
+    st->lan_error = error;
+  } else {
+    g_error_free(error);
+  }
+}
+
+static void
+on_lan_found(GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  Receive *st = user_data;
+  GError *error = NULL;
+
+  st->lan = ferry_lan_lookup_finish(result, &error);
+  if (st->lan != NULL && try_next_sender(st))
+    return;
+  if (g_error_matches(error, G_IO_ERROR, G_IO_ERROR_CANCELLED)) {
+    cli_output_fail(st->out, FERRY_EXIT_INTERRUPTED,
+                    "interrupted before the connection was set up");
+    quit(st, FERRY_EXIT_INTERRUPTED);
+  } else if (error == NULL || g_error_matches(error, FERRY_ERROR, FERRY_ERROR_NOT_FOUND)) {
+    cli_output_fail(st->out, FERRY_EXIT_NO_SUCH_CODE,
+                    "no sender with that code on this network; if the sender is elsewhere, "
+                    "both sides need --server URL");
+    quit(st, FERRY_EXIT_NO_SUCH_CODE);
+  } else {
+    cli_output_fail(st->out, FERRY_EXIT_FAILURE, "%s; or give a server with --server URL",
+                    error->message);
+    quit(st, FERRY_EXIT_FAILURE);
+  }
+  g_clear_error(&error);
+}
+
 static void
 on_connected(GObject *source, GAsyncResult *result, gpointer user_data)
 {
@@ -241,6 +321,13 @@ on_connected(GObject *source, GAsyncResult *result, gpointer user_data)
   GError *error = NULL;
   FerryConnection *conn = ferry_connect_finish(result, &error);
 
+  if (conn == NULL && st->lan != NULL && !st->interrupted &&
+      !g_error_matches(error, G_IO_ERROR, G_IO_ERROR_CANCELLED)) {
+    keep_lan_error(st, error);
+    if (try_next_sender(st))
+      return;
+    error = g_steal_pointer(&st->lan_error);
+  }
   if (conn == NULL) {
     int status = cli_exit_for_error(error, CLI_STAGE_CONNECT);
     if (status == FERRY_EXIT_INTERRUPTED)
@@ -375,12 +462,18 @@ static const char description[] =
     "is kept and the new one saved under another name unless --overwrite. An interrupted\n"
     "receive keeps a checkpoint: run it again (same --out) to continue. Settings also come\n"
     "from $XDG_CONFIG_HOME/ferry/config (group [ferry]) and FERRY_SERVER,\n"
-    "FERRY_STUN_SERVER, FERRY_TURN_SERVER; flags win.\n"
-    "\n"
-    "Exit status: 0 received and verified; 1 other failure; 2 bad command line, config or\n"
-    "code; 3 wrong code; 4 server unreachable; 5 sender vanished or no path; 6 declined;\n"
-    "7 disk full; 8 file not writable; 9 verification failed or unsafe path offered;\n"
-    "10 interrupted; 11 no such code on the server.";
+    "FERRY_STUN_SERVER, FERRY_TURN_SERVER; flags win. With no server anywhere, the\n"
+    "sender is looked for on this network (LAN mode, UDP port " G_STRINGIFY(
+        FERRY_LAN_PORT) ").\n"
+                        "\n"
+                        "Exit status: 0 received and verified; 1 other failure; 2 bad command "
+                        "line, config or\n"
+                        "code; 3 wrong code; 4 server unreachable; 5 sender vanished or no path; 6 "
+                        "declined;\n"
+                        "7 disk full; 8 file not writable; 9 verification failed or unsafe path "
+                        "offered;\n"
+                        "10 interrupted; 11 no such code on the server (or, in LAN mode, on this "
+                        "network).";
 
 int
 cmd_receive(int argc, char **argv)
@@ -410,9 +503,14 @@ cmd_receive(int argc, char **argv)
   st.loop = g_main_loop_new(NULL, FALSE);
   st.cancel = g_cancellable_new();
 
-  FerryConnectOptions co;
-  cli_settings_connect_options(&st.s, &co);
-  ferry_connect_async(&co, st.code, st.cancel, on_connected, &st);
+  if (st.s.server == NULL) {
+    cli_output_say(st.out, "looking for the sender on the local network…");
+    ferry_lan_lookup_async(st.code, FERRY_LAN_DEFAULT_TIMEOUT_MS, st.cancel, on_lan_found, &st);
+  } else {
+    FerryConnectOptions co;
+    cli_settings_connect_options(&st.s, &co);
+    ferry_connect_async(&co, st.code, st.cancel, on_connected, &st);
+  }
   guint sigint = g_unix_signal_add(SIGINT, on_signal, &st);
   guint sigterm = g_unix_signal_add(SIGTERM, on_signal, &st);
   g_main_loop_run(st.loop);
@@ -428,6 +526,9 @@ cmd_receive(int argc, char **argv)
   if (st.answer != NULL)
     g_string_free(st.answer, TRUE);
   int status = st.status;
+  if (st.lan != NULL)
+    g_ptr_array_unref(st.lan);
+  g_clear_error(&st.lan_error);
   g_free(st.code);
   g_free(st.resume_id);
   cli_settings_clear(&st.s);

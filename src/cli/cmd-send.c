@@ -7,7 +7,13 @@
  * --max-receivers receivers have finished (or declined), when --ttl runs
  * out, when the server closes the code, or on Ctrl-C. A receiver that
  * fails is reported and may come back with the same code: its checkpoint
- * makes the second try move only what is missing. */
+ * makes the second try move only what is missing.
+ *
+ * With no server configured anywhere (LAN mode) the rendezvous runs in
+ * this process (FerryServer on an ephemeral port of every IPv4 address)
+ * and the code is announced on the local network (FerryLanAnnouncer):
+ * receivers here find it with no setup, and everything above the
+ * rendezvous — PAKE, ICE, QUIC — is the same. */
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -35,6 +41,9 @@ struct _Send {
   GMainLoop *loop;
   FerrySource *source;
   FerryListener *listener;
+  FerryServer *rendezvous;      /* LAN mode: our own rendezvous, else NULL */
+  FerryLanAnnouncer *announcer; /* LAN mode: while receivers may come */
+  char *rendezvous_url;
   GPtrArray *receivers; /* Receiver *: transfers under way */
   char id[FERRY_TRANSFER_ID_HEX_LEN + 1];
   char *receive_command; /* what to run on the other side, with the code */
@@ -144,12 +153,34 @@ static const FerryTransferHandlers transfer_handlers = {
 
 /* ---- the listener ----------------------------------------------------------- */
 
+/* LAN mode: announces the code on the local network, under the number
+ * people there will type. Returns that code, or NULL after stopping the
+ * send with the reason. */
+static const char *
+announce_code(Send *st, const char *code)
+{
+  GError *error = NULL;
+  st->announcer = ferry_lan_announcer_new(code, ferry_server_get_port(st->rendezvous), &error);
+  if (st->announcer == NULL) {
+    st->listener_status = FERRY_EXIT_FAILURE;
+    cli_output_fail(st->out, st->listener_status, "%s", error->message);
+    g_error_free(error);
+    st->stopping = TRUE;
+    ferry_listener_stop(st->listener);
+    check_end(st);
+    return NULL;
+  }
+  return ferry_lan_announcer_get_code(st->announcer);
+}
+
 static void
 on_code(FerryListener *listener, const char *code, gpointer user_data)
 {
   Send *st = user_data;
   g_autofree char *server = shell_word(st->s.server != NULL ? st->s.server : "");
 
+  if (st->rendezvous != NULL && (code = announce_code(st, code)) == NULL)
+    return;
   st->receive_command = g_strdup_printf("ferry receive%s%s %s", st->s.server ? " --server " : "",
                                         st->s.server ? server : "", code);
   JsonBuilder *b = cli_output_event(st->out, "code");
@@ -157,6 +188,10 @@ on_code(FerryListener *listener, const char *code, gpointer user_data)
     cli_json_add_string(b, "code", code);
     cli_json_add_string(b, "id", st->id);
     cli_json_add_string(b, "command", st->receive_command);
+    if (st->rendezvous != NULL) {
+      json_builder_set_member_name(b, "lan");
+      json_builder_add_boolean_value(b, TRUE);
+    }
     if (st->deadline != 0) {
       json_builder_set_member_name(b, "expires");
       json_builder_add_int_value(b, st->deadline);
@@ -171,6 +206,9 @@ on_code(FerryListener *listener, const char *code, gpointer user_data)
     printf("On the other side run: %s\n", st->receive_command);
   }
   fflush(stdout);
+  if (st->rendezvous != NULL)
+    cli_output_say(st->out, "no server configured: receivers on this network can use this code "
+                            "(LAN mode); for the internet use --server");
 }
 
 static void
@@ -242,7 +280,14 @@ check_end(Send *st)
   if (!st->stopping && all_served(st)) {
     st->stopping = TRUE;
     ferry_listener_stop(st->listener);
+    /* Every receiver owed is served: what is left are connections to
+     * receivers that vanished (killed, then came back under a new
+     * connection), which would only end at their idle timeout. */
+    for (guint i = 0; i < st->receivers->len; i++)
+      ferry_transfer_cancel(((Receiver *)st->receivers->pdata[i])->transfer);
   }
+  if (st->stopping)
+    g_clear_pointer(&st->announcer, ferry_lan_announcer_free);
   if (st->stopping && st->receivers->len == 0)
     g_main_loop_quit(st->loop);
 }
@@ -306,6 +351,28 @@ on_signal(gpointer user_data)
 }
 
 /* ---- setting up -------------------------------------------------------------- */
+
+/* LAN mode: a rendezvous of our own on an ephemeral port of every IPv4
+ * address, no STUN (peers on one network meet on host candidates), and
+ * no limits of its own: --ttl and --max-receivers are enforced here. */
+static gboolean
+start_rendezvous(Send *st, GError **error)
+{
+  FerryServerConfig cfg;
+  ferry_server_config_init(&cfg);
+  cfg.listen = (char *)"0.0.0.0:0";
+  cfg.stun_port = -1;
+  cfg.code_ttl = G_MAXINT / 4;
+  cfg.session_ttl = G_MAXINT / 4;
+  cfg.max_receivers = MAX(cfg.max_receivers, st->s.max_receivers);
+  st->rendezvous = ferry_server_new(&cfg, error);
+  if (st->rendezvous == NULL) {
+    g_prefix_error(error, "cannot start the local rendezvous for LAN mode: ");
+    return FALSE;
+  }
+  st->rendezvous_url = g_strdup_printf("ws://127.0.0.1:%u", ferry_server_get_port(st->rendezvous));
+  return TRUE;
+}
 
 static int
 source_status(const GError *error)
@@ -377,11 +444,15 @@ static const char description[] =
     "A receiver that fails may come back with the same code while it is valid, and only\n"
     "what is missing moves again. Settings also come from $XDG_CONFIG_HOME/ferry/config\n"
     "(group [ferry], keys = long options) and FERRY_SERVER, FERRY_STUN_SERVER,\n"
-    "FERRY_TURN_SERVER; flags win.\n"
-    "\n"
-    "Exit status: 0 all receivers served; 1 other failure; 2 bad command line or config;\n"
-    "3 wrong code; 4 server unreachable; 5 receiver vanished; 6 declined; 8 file not\n"
-    "readable; 10 interrupted; 12 --ttl ran out with receivers still owed.";
+    "FERRY_TURN_SERVER; flags win. With no server anywhere, the code works on this\n"
+    "network only (LAN mode: the sender announces it on UDP port " G_STRINGIFY(
+        FERRY_LAN_PORT) ").\n"
+                        "\n"
+                        "Exit status: 0 all receivers served; 1 other failure; 2 bad command line "
+                        "or config;\n"
+                        "3 wrong code; 4 server unreachable; 5 receiver vanished; 6 declined; 8 "
+                        "file not\n"
+                        "readable; 10 interrupted; 12 --ttl ran out with receivers still owed.";
 
 int
 cmd_send(int argc, char **argv)
@@ -431,6 +502,15 @@ cmd_send(int argc, char **argv)
 
   FerryConnectOptions co;
   cli_settings_connect_options(&st.s, &co);
+  if (st.s.server == NULL) {
+    if (!start_rendezvous(&st, &error)) {
+      status = FERRY_EXIT_FAILURE;
+      cli_output_fail(st.out, status, "%s", error->message);
+      g_error_free(error);
+      goto out;
+    }
+    co.server_url = st.rendezvous_url;
+  }
   st.listener = ferry_listener_new(&co, &listener_handlers, &st, &error);
   if (st.listener == NULL) {
     status = cli_exit_for_error(error, CLI_STAGE_CONNECT);
@@ -498,6 +578,10 @@ out:
   if (st.receivers != NULL)
     g_ptr_array_unref(st.receivers);
   ferry_listener_free(st.listener);
+  ferry_lan_announcer_free(st.announcer);
+  if (st.rendezvous != NULL)
+    ferry_server_free(st.rendezvous);
+  g_free(st.rendezvous_url);
   ferry_source_free(st.source);
   cli_output_free(st.out);
   if (st.loop != NULL)

@@ -31,6 +31,7 @@
 #define AUTH_MAC_LEN     crypto_auth_hmacsha256_BYTES
 #define APP_ERR_AUTH     0x100 /* CONNECTION_CLOSE: the channel binding failed */
 #define MAX_EARLY        64    /* datagrams kept until QUIC exists */
+#define IDLE_TIMEOUT_MS  10000 /* QUIC: silence before a connection counts as dead */
 #define MAX_SECRET_LINES 256   /* sealed ICE messages accepted per attempt */
 #define ERR_FAILED       0     /* FERRY_ERROR_FAILED as a negated code */
 
@@ -1058,8 +1059,11 @@ start_quic(FerryConnection *c)
     qc.max_incoming_streams = c->opts->max_streams;
   if (c->opts->hs_timeout_ms)
     qc.handshake_timeout_ms = c->opts->hs_timeout_ms;
-  if (c->opts->idle_timeout_ms)
-    qc.idle_timeout_ms = c->opts->idle_timeout_ms;
+  /* A peer that vanished (killed, unplugged) is noticed after the idle
+   * timeout; keep-alives every quarter of it keep a quiet but living
+   * connection (a receiver still deciding) open. */
+  qc.idle_timeout_ms = c->opts->idle_timeout_ms ? c->opts->idle_timeout_ms : IDLE_TIMEOUT_MS;
+  qc.keepalive_ms = qc.idle_timeout_ms / 4;
   qc.manual_flow_control = TRUE;
   qc.callbacks.handshake_done = q_handshake_done;
   qc.callbacks.stream_opened = q_stream_opened;

@@ -84,7 +84,11 @@ same_address(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
   if (a->ss_family == AF_INET6) {
     const struct sockaddr_in6 *x = (const struct sockaddr_in6 *)a,
                               *y = (const struct sockaddr_in6 *)b;
-    return x->sin6_port == y->sin6_port && x->sin6_scope_id == y->sin6_scope_id &&
+    /* libnice's remote candidates carry no scope (0) while received
+     * link-local packets carry the interface's: 0 matches any. */
+    return x->sin6_port == y->sin6_port &&
+           (x->sin6_scope_id == y->sin6_scope_id || x->sin6_scope_id == 0 ||
+            y->sin6_scope_id == 0) &&
            memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
   }
   return FALSE;

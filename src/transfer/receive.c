@@ -842,7 +842,7 @@ on_frame(RecvState *r, guint8 type, const guint8 *p, guint32 len)
       return;
     }
     fail(r, FERRY_ERR_FAILED, "%s%s",
-         g_str_has_prefix(msg, "the sender") ? "" : "the sender stopped: ", msg);
+         g_str_has_prefix(msg, "the sender stopped") ? "" : "the sender stopped: ", msg);
     g_free(msg);
     return;
   default:

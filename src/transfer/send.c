@@ -452,7 +452,7 @@ on_frame(SendState *s, guint8 type, const guint8 *p, guint32 len)
     {
       GError *error = NULL;
       ferry_set_error(&error, FERRY_ERR_STATE, "%s%s",
-                      g_str_has_prefix(msg, "the receiver") ? "" : "the receiver declined: ", msg);
+                      g_str_has_prefix(msg, "the receiver declined") ? "" : "the receiver declined: ", msg);
       ferry_transfer_finish(s->t, error);
     }
     g_free(msg);
@@ -494,7 +494,7 @@ on_frame(SendState *s, guint8 type, const guint8 *p, guint32 len)
     {
       GError *error = NULL;
       ferry_set_error(&error, FERRY_ERR_FAILED, "%s%s",
-                      g_str_has_prefix(msg, "the receiver") ? "" : "the receiver stopped: ", msg);
+                      g_str_has_prefix(msg, "the receiver stopped") ? "" : "the receiver stopped: ", msg);
       ferry_transfer_finish(s->t, error);
     }
     g_free(msg);
