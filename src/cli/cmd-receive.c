@@ -25,6 +25,8 @@
 #include "progress.h"
 #include "settings.h"
 
+#define RETRY_BACKOFF_MAX_MS 30000
+
 typedef struct {
   CliSettings s;
   CliOutput *out;
@@ -45,6 +47,10 @@ typedef struct {
   gboolean declined;    /* we declined (status already set and reported) */
   gboolean interrupted; /* Ctrl-C */
   int status;
+  /* reconnecting after a lost connection (--max-retries) */
+  char *accepted_id; /* the transfer accepted once: later offers must be it */
+  guint attempt;     /* reconnects so far */
+  guint retry_source;
 } Receive;
 
 static void
@@ -69,6 +75,8 @@ static void
 accept_offer(Receive *st)
 {
   stop_asking(st);
+  if (st->accepted_id == NULL)
+    st->accepted_id = g_strdup(ferry_transfer_get_id(st->transfer));
   ferry_transfer_accept(st->transfer);
   st->track = cli_output_track(st->out, st->transfer, 1);
 }
@@ -141,6 +149,19 @@ on_offer(FerryTransfer *transfer, const FerryTransferSummary *sum, gpointer user
 
   st->offered = TRUE;
   cli_output_offer(st->out, sum);
+  if (st->accepted_id != NULL) {
+    /* Reconnected: the user accepted this transfer already. */
+    if (strcmp(sum->id, st->accepted_id) != 0) {
+      g_autofree char *msg = g_strdup_printf(
+          "after reconnecting, the sender offers another transfer (%s, not %s): stopped", sum->id,
+          st->accepted_id);
+      decline_offer(st, "the receiver expected the transfer it was receiving", msg);
+      return;
+    }
+    cli_output_say(st->out, "reconnected: continuing from what is verified");
+    accept_offer(st);
+    return;
+  }
   if (st->resume_id != NULL && strcmp(sum->id, st->resume_id) != 0) {
     g_autofree char *msg =
         g_strdup_printf("the sender offers transfer %s, not %s (--resume): ask for the right "
@@ -201,6 +222,52 @@ say_interrupted(Receive *st)
                   done, total, path);
 }
 
+static void start_connect(Receive *st);
+
+static gboolean
+reconnect_cb(gpointer user_data)
+{
+  Receive *st = user_data;
+  st->retry_source = 0;
+  g_clear_pointer(&st->lan, g_ptr_array_unref);
+  st->lan_next = 0;
+  st->lan_skip = FALSE;
+  g_clear_error(&st->lan_error);
+  st->offered = FALSE;
+  start_connect(st);
+  return G_SOURCE_REMOVE;
+}
+
+/* The connection was lost after the offer was accepted (or a reconnect
+ * failed): tries again after a backoff, within --max-retries. Returns
+ * FALSE when the budget is spent. */
+static gboolean
+schedule_reconnect(Receive *st, const char *why)
+{
+  if (st->attempt >= st->s.max_retries)
+    return FALSE;
+  st->attempt++;
+  guint64 delay = st->s.retry_backoff_ms;
+  for (guint i = 1; i < st->attempt && delay < RETRY_BACKOFF_MAX_MS; i++)
+    delay *= 2;
+  delay = MIN(delay, RETRY_BACKOFF_MAX_MS);
+  cli_output_say(st->out, "connection lost (%s): reconnecting in %.1f s (attempt %u of %u)…", why,
+                 delay / 1000.0, st->attempt, st->s.max_retries);
+  JsonBuilder *b = cli_output_event(st->out, "reconnecting");
+  if (b != NULL) {
+    cli_json_add_string(b, "reason", why);
+    json_builder_set_member_name(b, "attempt");
+    json_builder_add_int_value(b, st->attempt);
+    json_builder_set_member_name(b, "max_retries");
+    json_builder_add_int_value(b, st->s.max_retries);
+    json_builder_set_member_name(b, "delay_ms");
+    json_builder_add_int_value(b, (gint64)delay);
+    cli_output_emit(st->out, b);
+  }
+  st->retry_source = g_timeout_add((guint)delay, reconnect_cb, st);
+  return TRUE;
+}
+
 static void
 on_finished(FerryTransfer *transfer, const GError *error, gpointer user_data)
 {
@@ -214,6 +281,12 @@ on_finished(FerryTransfer *transfer, const GError *error, gpointer user_data)
   }
   if (st->declined) {
     quit(st, FERRY_EXIT_DECLINED);
+    return;
+  }
+  if (error != NULL && status == FERRY_EXIT_PEER_LOST && st->accepted_id != NULL &&
+      !st->interrupted && schedule_reconnect(st, error->message)) {
+    ferry_transfer_free(st->transfer); /* allowed from finished */
+    st->transfer = NULL;
     return;
   }
   if (status == FERRY_EXIT_INTERRUPTED) {
@@ -297,10 +370,24 @@ on_lan_found(GObject *source, GAsyncResult *result, gpointer user_data)
   st->lan = ferry_lan_lookup_finish(result, &error);
   if (st->lan != NULL && try_next_sender(st))
     return;
+  if (st->accepted_id != NULL && !st->interrupted &&
+      !g_error_matches(error, G_IO_ERROR, G_IO_ERROR_CANCELLED) &&
+      schedule_reconnect(st, "the sender does not answer on the local network")) {
+    g_clear_error(&error);
+    return;
+  }
   if (g_error_matches(error, G_IO_ERROR, G_IO_ERROR_CANCELLED)) {
     cli_output_fail(st->out, FERRY_EXIT_INTERRUPTED,
                     "interrupted before the connection was set up");
     quit(st, FERRY_EXIT_INTERRUPTED);
+  } else if (st->accepted_id != NULL &&
+             (error == NULL || g_error_matches(error, FERRY_ERROR, FERRY_ERROR_NOT_FOUND))) {
+    cli_output_fail(st->out, FERRY_EXIT_NO_SUCH_CODE,
+                    "the sender no longer answers on this network (gave up after %u reconnects); "
+                    "the verified part is kept: run `ferry receive %s` again when it is back "
+                    "(or with a new code from it)",
+                    st->attempt, st->code);
+    quit(st, FERRY_EXIT_NO_SUCH_CODE);
   } else if (error == NULL || g_error_matches(error, FERRY_ERROR, FERRY_ERROR_NOT_FOUND)) {
     cli_output_fail(st->out, FERRY_EXIT_NO_SUCH_CODE,
                     "no sender with that code on this network; if the sender is elsewhere, "
@@ -328,10 +415,25 @@ on_connected(GObject *source, GAsyncResult *result, gpointer user_data)
       return;
     error = g_steal_pointer(&st->lan_error);
   }
+  if (conn == NULL && st->accepted_id != NULL && !st->interrupted) {
+    int status = cli_exit_for_error(error, CLI_STAGE_CONNECT);
+    /* Reconnecting: a path or a server that is not back yet is worth
+     * another try; a wrong code or a sender that is gone is not. */
+    if ((status == FERRY_EXIT_PEER_LOST || status == FERRY_EXIT_NO_SERVER) &&
+        schedule_reconnect(st, error->message)) {
+      g_error_free(error);
+      return;
+    }
+  }
   if (conn == NULL) {
     int status = cli_exit_for_error(error, CLI_STAGE_CONNECT);
     if (status == FERRY_EXIT_INTERRUPTED)
       cli_output_fail(st->out, status, "interrupted before the connection was set up");
+    else if (st->accepted_id != NULL)
+      cli_output_fail(st->out, status,
+                      "%s (gave up after %u reconnects); the verified part is kept: run `ferry "
+                      "receive %s` again to continue",
+                      error->message, st->attempt, st->code);
     else
       cli_output_fail(st->out, status, "%s", error->message);
     g_error_free(error);
@@ -370,11 +472,36 @@ on_signal(gpointer user_data)
     return G_SOURCE_CONTINUE;
   }
   st->interrupted = TRUE;
+  if (st->retry_source != 0) {
+    g_source_remove(st->retry_source);
+    st->retry_source = 0;
+    cli_output_fail(st->out, FERRY_EXIT_INTERRUPTED,
+                    "interrupted while reconnecting; the verified part is kept: run `ferry "
+                    "receive %s` again to continue",
+                    st->code);
+    quit(st, FERRY_EXIT_INTERRUPTED);
+    return G_SOURCE_CONTINUE;
+  }
   if (st->transfer != NULL)
     ferry_transfer_cancel(st->transfer);
   else
     g_cancellable_cancel(st->cancel);
   return G_SOURCE_CONTINUE;
+}
+
+/* Finds the sender (on the LAN when no server is configured) and
+ * connects to it. */
+static void
+start_connect(Receive *st)
+{
+  if (st->s.server == NULL) {
+    cli_output_say(st->out, "looking for the sender on the local network…");
+    ferry_lan_lookup_async(st->code, FERRY_LAN_DEFAULT_TIMEOUT_MS, st->cancel, on_lan_found, st);
+  } else {
+    FerryConnectOptions co;
+    cli_settings_connect_options(&st->s, &co);
+    ferry_connect_async(&co, st->code, st->cancel, on_connected, st);
+  }
 }
 
 /* --resume ID: the checkpoint it names, whose directory the files go to. */
@@ -503,14 +630,7 @@ cmd_receive(int argc, char **argv)
   st.loop = g_main_loop_new(NULL, FALSE);
   st.cancel = g_cancellable_new();
 
-  if (st.s.server == NULL) {
-    cli_output_say(st.out, "looking for the sender on the local network…");
-    ferry_lan_lookup_async(st.code, FERRY_LAN_DEFAULT_TIMEOUT_MS, st.cancel, on_lan_found, &st);
-  } else {
-    FerryConnectOptions co;
-    cli_settings_connect_options(&st.s, &co);
-    ferry_connect_async(&co, st.code, st.cancel, on_connected, &st);
-  }
+  start_connect(&st);
   guint sigint = g_unix_signal_add(SIGINT, on_signal, &st);
   guint sigterm = g_unix_signal_add(SIGTERM, on_signal, &st);
   g_main_loop_run(st.loop);
@@ -531,6 +651,9 @@ cmd_receive(int argc, char **argv)
   g_clear_error(&st.lan_error);
   g_free(st.code);
   g_free(st.resume_id);
+  g_free(st.accepted_id);
+  if (st.retry_source != 0)
+    g_source_remove(st.retry_source);
   cli_settings_clear(&st.s);
   return status;
 }

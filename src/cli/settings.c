@@ -64,7 +64,8 @@ static const Setting table[CLI_N_SETTINGS] = {
                                   100000, "N", "Streams the peer may open (default 100)"},
     [CLI_SET_QUIC_IDLE_TIMEOUT] = {"quic-idle-timeout", 0, KIND_MS, CLI_SCOPE_BOTH, TRUE, NULL,
                                    1000, 3600000, "MS",
-                                   "Close a silent connection after this long (default 10000; keep-alives go every quarter of it)"},
+                                   "Close a silent connection after this long (default 10000; "
+                                   "keep-alives go every quarter of it)"},
     [CLI_SET_QUIC_HANDSHAKE_TIMEOUT] = {"quic-handshake-timeout", 0, KIND_MS, CLI_SCOPE_BOTH, TRUE,
                                         NULL, 100, 600000, "MS",
                                         "Longest the QUIC handshake may take (default 10000)"},
@@ -99,6 +100,14 @@ static const Setting table[CLI_N_SETTINGS] = {
                       "Print events as JSON, one object per line, on standard output"},
     [CLI_SET_BENCHMARK] = {"benchmark", 0, KIND_BOOL, CLI_SCOPE_BOTH, TRUE, NULL, 0, 0, NULL,
                            "Also print throughput statistics and the connection set-up time"},
+    [CLI_SET_MAX_RETRIES] = {"max-retries", 0, KIND_COUNT, CLI_SCOPE_RECEIVE, TRUE, NULL, 0, 1000,
+                             "N",
+                             "Reconnect this many times after the connection is lost mid-transfer, "
+                             "continuing from the checkpoint (default 5; 0: never)"},
+    [CLI_SET_RETRY_BACKOFF] = {"retry-backoff", 0, KIND_MS, CLI_SCOPE_RECEIVE, TRUE, NULL, 100,
+                               600000, "MS",
+                               "Wait before the first reconnect, doubling each time up to 30 s "
+                               "(default 1000)"},
 };
 
 void
@@ -107,6 +116,8 @@ cli_settings_init(CliSettings *s)
   memset(s, 0, sizeof *s);
   s->max_receivers = 1;
   s->ttl_seconds = 3600;
+  s->max_retries = 5;
+  s->retry_backoff_ms = 1000;
 }
 
 void
@@ -613,6 +624,12 @@ convert(CliSettings *s, const ConfigFile *c, CliScope scope)
       break;
     case CLI_SET_OUT:
       s->out_dir = g_strdup(text);
+      break;
+    case CLI_SET_MAX_RETRIES:
+      s->max_retries = (guint)n;
+      break;
+    case CLI_SET_RETRY_BACKOFF:
+      s->retry_backoff_ms = (guint)n;
       break;
     default:
       break;

@@ -52,6 +52,8 @@ typedef enum {
   CLI_SET_QUIET,
   CLI_SET_JSON,
   CLI_SET_BENCHMARK,
+  CLI_SET_MAX_RETRIES,
+  CLI_SET_RETRY_BACKOFF,
   CLI_N_SETTINGS,
 } CliSettingId;
 
@@ -88,6 +90,8 @@ typedef struct {
   gboolean overwrite;
   gboolean yes;
   gboolean skip_errors;
+  guint max_retries;      /* receiver: reconnects after a lost connection (default 5) */
+  guint retry_backoff_ms; /* receiver: first wait before one, doubling (default 1000) */
   /* output */
   gboolean quiet;
   gboolean json;
