@@ -2,8 +2,8 @@
 # Automatic reconnect (issue 6): two network namespaces joined by a veth
 # pair, the sender (and its LAN-mode rendezvous) in one, the receiver in the
 # other, the link rate-limited with tbf so a transfer lasts a while:
-#   1. the link goes down for 15 s mid-transfer (longer than the QUIC idle
-#      timeout, 10 s) and comes back: the receiver
+#   1. the link goes down for 10 s mid-transfer (longer than the QUIC idle
+#      timeout, 5 s) and comes back: the receiver
 #      notices, reconnects by itself and the file arrives byte for byte,
 #      with part of it resumed, not sent twice;
 #   2. the link goes down and never comes back: the receiver gives up after
@@ -88,7 +88,7 @@ wait_part() {
   return 1
 }
 
-# ---- 1. the link goes down for 15 s and comes back -----------------------------
+# ---- 1. the link goes down for 10 s and comes back -----------------------------
 
 mkdir -p "$T/r1"
 if start_send s1; then
@@ -97,9 +97,9 @@ if start_send s1; then
   RPID=$!
   if wait_part "$T/r1" 8000000; then
     ip -n "$B" link set "rc$$b" down
-    sleep 15
+    sleep 10
     ip -n "$B" link set "rc$$b" up
-    tap_result 0 "1: the link went down mid-transfer (after $(part_size "$T/r1") bytes) for 15 s"
+    tap_result 0 "1: the link went down mid-transfer (after $(part_size "$T/r1") bytes) for 10 s"
   else
     tap_result 1 "1: the transfer got going before the link went down" "$(tail -n 3 "$T/r1.err")"
   fi

@@ -315,7 +315,8 @@ rm -rf "$T/c3"
 
 new_state 4
 if start_send c4s1 "$BIGF"; then
-  start_recv c4r1 -y --json "${SLOW[@]}" --quic-idle-timeout 5000 --out "$T/c4" "$CODE"
+  start_recv c4r1 -y --json "${SLOW[@]}" --quic-idle-timeout 5000 --max-retries 0 --out "$T/c4" "$CODE"
+  # (--max-retries 0: no automatic reconnect, which test-reconnect.sh covers)
   # signal 0 to the receiver: only waits for the checkpoint; then the sender dies
   if kill_when_verified "$RPID" "$THRESH" 0 && kill -9 "$SPID"; then
     wait "$SPID" 2>/dev/null

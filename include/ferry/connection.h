@@ -57,7 +57,7 @@ typedef struct {
   guint64 max_incoming_streams;
   /* ICE: from gathering to "no working path"; default 30000. */
   guint ice_timeout_ms;
-  /* QUIC: handshake and idle timeouts; defaults 10000 and 10000 (a vanished
+  /* QUIC: handshake and idle timeouts; defaults 10000 and 5000 (a vanished
    * peer is noticed that fast; keep-alives go every quarter of it). */
   guint quic_handshake_timeout_ms;
   guint quic_idle_timeout_ms;

@@ -64,7 +64,7 @@ static const Setting table[CLI_N_SETTINGS] = {
                                   100000, "N", "Streams the peer may open (default 100)"},
     [CLI_SET_QUIC_IDLE_TIMEOUT] = {"quic-idle-timeout", 0, KIND_MS, CLI_SCOPE_BOTH, TRUE, NULL,
                                    1000, 3600000, "MS",
-                                   "Close a silent connection after this long (default 10000; "
+                                   "Close a silent connection after this long (default 5000; "
                                    "keep-alives go every quarter of it)"},
     [CLI_SET_QUIC_HANDSHAKE_TIMEOUT] = {"quic-handshake-timeout", 0, KIND_MS, CLI_SCOPE_BOTH, TRUE,
                                         NULL, 100, 600000, "MS",

@@ -31,7 +31,7 @@
 #define AUTH_MAC_LEN     crypto_auth_hmacsha256_BYTES
 #define APP_ERR_AUTH     0x100 /* CONNECTION_CLOSE: the channel binding failed */
 #define MAX_EARLY        64    /* datagrams kept until QUIC exists */
-#define IDLE_TIMEOUT_MS  10000 /* QUIC: silence before a connection counts as dead */
+#define IDLE_TIMEOUT_MS  5000  /* QUIC: silence before a connection counts as dead */
 #define MAX_SECRET_LINES 256   /* sealed ICE messages accepted per attempt */
 #define ERR_FAILED       0     /* FERRY_ERROR_FAILED as a negated code */
 
