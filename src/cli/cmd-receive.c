@@ -51,6 +51,7 @@ typedef struct {
   char *accepted_id; /* the transfer accepted once: later offers must be it */
   guint attempt;     /* reconnects so far */
   guint retry_source;
+  guint queue_place; /* our place in the sender's line, 0 when not waiting */
 } Receive;
 
 static void
@@ -320,6 +321,24 @@ static const FerryTransferHandlers transfer_handlers = {
 
 static void on_connected(GObject *source, GAsyncResult *result, gpointer user_data);
 
+/* The sender serves as many receivers as it may: we wait our turn. */
+static void
+on_queued(guint position, gpointer user_data)
+{
+  Receive *st = user_data;
+  if (position == st->queue_place)
+    return;
+  st->queue_place = position;
+  cli_output_say(st->out, "the sender is busy with other receivers: waiting, number %u in line…",
+                 position);
+  JsonBuilder *b = cli_output_event(st->out, "queued");
+  if (b != NULL) {
+    json_builder_set_member_name(b, "position");
+    json_builder_add_int_value(b, position);
+    cli_output_emit(st->out, b);
+  }
+}
+
 /* LAN mode: connects through the next sender found, skipping the other
  * addresses of one that was reached already. Returns FALSE when none is
  * left. */
@@ -333,6 +352,8 @@ try_next_sender(Receive *st)
     FerryConnectOptions co;
     cli_settings_connect_options(&st->s, &co);
     co.server_url = s->server_url;
+    co.queued = on_queued;
+    co.queued_user_data = st;
     g_debug("lan: trying the sender at %s", s->server_url);
     ferry_connect_async(&co, s->code, st->cancel, on_connected, st);
     return TRUE;
@@ -500,6 +521,8 @@ start_connect(Receive *st)
   } else {
     FerryConnectOptions co;
     cli_settings_connect_options(&st->s, &co);
+    co.queued = on_queued;
+    co.queued_user_data = st;
     ferry_connect_async(&co, st->code, st->cancel, on_connected, st);
   }
 }
