@@ -33,8 +33,11 @@ finish_idle(gpointer data)
   return G_SOURCE_REMOVE;
 }
 
-void
-ferry_transfer_finish(FerryTransfer *t, GError *error)
+/* Marks t finished with error (taken) and schedules the finished handler:
+ * from an idle, or polled every 10 ms while t->lingering() holds (at most
+ * LINGER_MS) when linger is TRUE. */
+static void
+finish(FerryTransfer *t, GError *error, gboolean linger)
 {
   if (t->finished) {
     g_clear_error(&error);
@@ -44,22 +47,24 @@ ferry_transfer_finish(FerryTransfer *t, GError *error)
   t->progress.finished_us = g_get_monotonic_time();
   t->finish_error = error;
   g_clear_pointer(&t->current_path, g_free);
-  t->finish_idle = g_idle_add(finish_idle, t);
+  if (linger) {
+    t->linger_until = g_get_monotonic_time() + LINGER_MS * 1000;
+    t->finish_idle = g_timeout_add(10, finish_idle, t);
+  } else {
+    t->finish_idle = g_idle_add(finish_idle, t);
+  }
+}
+
+void
+ferry_transfer_finish(FerryTransfer *t, GError *error)
+{
+  finish(t, error, FALSE);
 }
 
 void
 ferry_transfer_finish_linger(FerryTransfer *t, GError *error)
 {
-  if (t->finished) {
-    g_clear_error(&error);
-    return;
-  }
-  t->finished = TRUE;
-  t->progress.finished_us = g_get_monotonic_time();
-  t->finish_error = error;
-  t->linger_until = g_get_monotonic_time() + LINGER_MS * 1000;
-  g_clear_pointer(&t->current_path, g_free);
-  t->finish_idle = g_timeout_add(10, finish_idle, t);
+  finish(t, error, TRUE);
 }
 
 void
