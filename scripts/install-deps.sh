@@ -8,7 +8,7 @@ pkgs=(
   libsoup-3.0-dev libjson-glib-dev libnice-dev libngtcp2-dev libngtcp2-crypto-gnutls-dev
   python3-websockets glib-networking openssl
   python3 coreutils coturn libhiredis-dev redis-server
-  iproute2 nftables util-linux bsdutils
+  iproute2 nftables util-linux bsdutils curl
 )
 missing=()
 for p in "${pkgs[@]}"; do

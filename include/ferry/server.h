@@ -1,9 +1,11 @@
 /* `ferry serve`: the rendezvous server.
  *
  * One libsoup server on one port: the WebSocket signaling endpoint /v1,
- * /health and /metrics; beside it the STUN responder. It matches a sender
- * with its receivers by nameplate and relays their messages; it never sees
- * file bytes or the words of a code. */
+ * the HTTP relay /r/NAME, /health and /metrics; beside it the STUN
+ * responder. Signaling matches a sender with its receivers by nameplate
+ * and relays their messages; it never sees file bytes or the words of a
+ * code. The HTTP relay (off by default) streams one plain-HTTP upload to
+ * one download for receivers who have only a browser or curl. */
 #ifndef FERRY_SERVER_H
 #define FERRY_SERVER_H
 
@@ -35,6 +37,14 @@ typedef struct {
   char *store;            /* NULL/"memory" or "redis://HOST:PORT" */
   int drain_timeout;      /* seconds SIGTERM waits for clients to leave */
   int reconnect_grace;    /* seconds a disconnected member may "resume"; 0: off */
+  /* HTTP relay (/r/NAME): off unless relay_secret is set or relay_anonymous */
+  char *relay_secret;       /* uploads need it (Bearer or ?token=) */
+  gboolean relay_anonymous; /* uploads need no secret */
+  int relay_ttl;            /* seconds an upload waits for its downloader */
+  int relay_idle_timeout;   /* seconds a relay may move no byte once downloading */
+  guint64 relay_window;     /* bytes held in memory per relay */
+  guint64 relay_max_size;   /* largest file relayed; 0: no limit */
+  guint relay_max;          /* relays at once */
 } FerryServerConfig;
 
 /* Fills cfg with the documented defaults (strings NULL = default). */

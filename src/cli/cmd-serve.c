@@ -37,6 +37,47 @@ bad:
   return FALSE;
 }
 
+/* Parses "8388608", "512K", "8M", "4G" (powers of 1024; a trailing "iB"
+ * or "B" is allowed) into bytes; zero_ok lets 0 mean "no limit". */
+static gboolean
+parse_size(const char *option, const char *value, gboolean zero_ok, guint64 *out)
+{
+  char *end;
+  guint64 n = g_ascii_strtoull(value, &end, 10);
+  guint shift = 0;
+
+  if (end == value)
+    goto bad;
+  switch (g_ascii_toupper(*end)) {
+  case 'K':
+    shift = 10, end++;
+    break;
+  case 'M':
+    shift = 20, end++;
+    break;
+  case 'G':
+    shift = 30, end++;
+    break;
+  case 'T':
+    shift = 40, end++;
+    break;
+  default:
+    break;
+  }
+  if (shift > 0 && *end == 'i')
+    end++;
+  if (*end == 'B' || *end == 'b')
+    end++;
+  if (*end != '\0' || (n == 0 && !zero_ok) || n > (G_MAXUINT64 >> shift))
+    goto bad;
+  *out = n << shift;
+  return TRUE;
+bad:
+  cli_error("%s '%s' is not a size: use bytes or a number with K, M, G or T (e.g. 8M)%s", option,
+            value, zero_ok ? "; 0 means no limit" : "");
+  return FALSE;
+}
+
 static gboolean
 drained(gpointer user_data)
 {
@@ -70,6 +111,9 @@ cmd_serve(int argc, char **argv)
 {
   FerryServerConfig cfg;
   g_autofree char *session_ttl = NULL, *code_ttl = NULL, *idle = NULL, *cred_ttl = NULL;
+  g_autofree char *relay_ttl = NULL, *relay_idle = NULL, *relay_window = NULL,
+                  *relay_max_size = NULL;
+  int relay_max = -1;
   int max_recv = -1, max_sessions = -1, max_conns = -1, max_conns_ip = -1, max_msg = -1;
   int stun_port = -2;
   int drain = -1, grace = -1;
@@ -130,12 +174,28 @@ cmd_serve(int argc, char **argv)
        "Log only warnings and errors, not every connection's events", NULL},
       {"drain-timeout", 0, 0, G_OPTION_ARG_INT, &drain,
        "Seconds SIGTERM waits for clients to leave (default 5)", "SECONDS"},
+      {"relay-secret", 0, 0, G_OPTION_ARG_STRING, &cfg.relay_secret,
+       "Turn the HTTP relay (/r/NAME) on; uploads need this secret "
+       "(better: env FERRY_RELAY_SECRET)",
+       "SECRET"},
+      {"relay-anonymous", 0, 0, G_OPTION_ARG_NONE, &cfg.relay_anonymous,
+       "Turn the HTTP relay on and take uploads without a secret", NULL},
+      {"relay-ttl", 0, 0, G_OPTION_ARG_STRING, &relay_ttl,
+       "How long an upload waits for its downloader (default 10m)", "DURATION"},
+      {"relay-idle-timeout", 0, 0, G_OPTION_ARG_STRING, &relay_idle,
+       "End a relay that moves no byte this long while downloading (default 2m)", "DURATION"},
+      {"relay-window", 0, 0, G_OPTION_ARG_STRING, &relay_window,
+       "Bytes held in memory per relay (default 8M)", "SIZE"},
+      {"relay-max", 0, 0, G_OPTION_ARG_INT, &relay_max, "Relays at once (default 16)", "N"},
+      {"relay-max-size", 0, 0, G_OPTION_ARG_STRING, &relay_max_size,
+       "Largest file relayed (default 0: no limit)", "SIZE"},
       G_OPTION_ENTRY_NULL,
   };
   if (!cli_parse(&argc, &argv, "- run the rendezvous server", NULL,
                  "Matches senders with receivers by the number at the start of a code and relays\n"
                  "their encrypted handshake messages; file bytes never pass through it.\n"
-                 "Endpoints: WebSocket /v1 (signaling), /health, /metrics (Prometheus).\n"
+                 "Endpoints: WebSocket /v1 (signaling), /health, /metrics (Prometheus), and with\n"
+                 "--relay-secret the HTTP relay /r/NAME (curl -T FILE up, browser or curl down).\n"
                  "See docs/protocol.md and docs/deploy.md.",
                  entries))
     return FERRY_EXIT_USAGE;
@@ -151,6 +211,20 @@ cmd_serve(int argc, char **argv)
     cfg.store = g_strdup(g_getenv("FERRY_STORE"));
   if (cfg.turn_secret == NULL && g_getenv("FERRY_TURN_STATIC_AUTH_SECRET") != NULL)
     cfg.turn_secret = g_strdup(g_getenv("FERRY_TURN_STATIC_AUTH_SECRET"));
+  if (cfg.relay_secret == NULL && g_getenv("FERRY_RELAY_SECRET") != NULL)
+    cfg.relay_secret = g_strdup(g_getenv("FERRY_RELAY_SECRET"));
+  if ((relay_ttl && !parse_duration("--relay-ttl", relay_ttl, &cfg.relay_ttl)) ||
+      (relay_idle &&
+       !parse_duration("--relay-idle-timeout", relay_idle, &cfg.relay_idle_timeout)) ||
+      (relay_window && !parse_size("--relay-window", relay_window, FALSE, &cfg.relay_window)) ||
+      (relay_max_size &&
+       !parse_size("--relay-max-size", relay_max_size, TRUE, &cfg.relay_max_size)))
+    return FERRY_EXIT_USAGE;
+  if (relay_window &&
+      (cfg.relay_window < 64 * 1024 || cfg.relay_window > G_GUINT64_CONSTANT(1) << 30)) {
+    cli_error("--relay-window must be between 64K and 1G");
+    return FERRY_EXIT_USAGE;
+  }
   if ((session_ttl && !parse_duration("--session-ttl", session_ttl, &cfg.session_ttl)) ||
       (code_ttl && !parse_duration("--code-ttl", code_ttl, &cfg.code_ttl)) ||
       (idle && !parse_duration("--idle-timeout", idle, &cfg.idle_timeout)) ||
@@ -166,6 +240,7 @@ cmd_serve(int argc, char **argv)
       {"--max-connections", max_conns, 1, G_MAXINT, &cfg.max_connections},
       {"--max-connections-per-ip", max_conns_ip, 1, G_MAXINT, &cfg.max_connections_per_ip},
       {"--max-message-bytes", max_msg, 256, 1024 * 1024, &cfg.max_message_bytes},
+      {"--relay-max", relay_max, 1, 100000, &cfg.relay_max},
   };
   for (size_t i = 0; i < G_N_ELEMENTS(ints); i++) {
     if (ints[i].value == -1)
@@ -212,6 +287,9 @@ cmd_serve(int argc, char **argv)
   if (ferry_server_get_stun_port(st.server) != 0)
     printf("ferry serve: STUN on udp port %u\n", ferry_server_get_stun_port(st.server));
   printf("ferry serve: store %s\n", cfg.store ? cfg.store : "memory");
+  if ((cfg.relay_secret != NULL && *cfg.relay_secret != '\0') || cfg.relay_anonymous)
+    printf("ferry serve: HTTP relay on at /r/NAME (%s)\n",
+           cfg.relay_anonymous ? "anonymous uploads" : "uploads need the relay secret");
   fflush(stdout);
 
   st.loop = g_main_loop_new(NULL, FALSE);
@@ -229,5 +307,6 @@ cmd_serve(int argc, char **argv)
   g_strfreev(cfg.turn_servers);
   g_free(cfg.turn_secret);
   g_free(cfg.store);
+  g_free(cfg.relay_secret);
   return FERRY_EXIT_OK;
 }

@@ -22,6 +22,7 @@
 
 #include "server/metrics.h"
 #include "server/ratelimit.h"
+#include "server/relay.h"
 #include <ferry/server.h>
 #include "server/signal-msg.h"
 #include "server/store.h"
@@ -133,6 +134,7 @@ struct _FerryServer {
   FerryStunServer *stun;
   guint stun_port_value;
   FerryTurnConfig *turn;
+  FerryRelayHub *relay; /* HTTP relay at /r/NAME */
 };
 
 void
@@ -155,6 +157,10 @@ ferry_server_config_init(FerryServerConfig *cfg)
   cfg->idle_timeout = 120;
   cfg->drain_timeout = 5;
   cfg->reconnect_grace = 30;
+  cfg->relay_ttl = 600;
+  cfg->relay_idle_timeout = 120;
+  cfg->relay_window = 8 * 1024 * 1024;
+  cfg->relay_max = 16;
 }
 
 static Conn *
@@ -1135,7 +1141,12 @@ metrics_handler(SoupServer *soup, SoupServerMessage *msg, const char *path, GHas
 {
   FerryServer *s = user_data;
   ferry_metrics_gauge(&s->metrics, FERRY_GAUGE_IP_ENTRIES, g_hash_table_size(s->ips));
+  GString *text = g_string_new(NULL);
   char *body = ferry_metrics_render(&s->metrics);
+  g_string_append(text, body);
+  g_free(body);
+  ferry_relay_hub_render_metrics(s->relay, text);
+  body = g_string_free(text, FALSE);
   soup_server_message_set_status(msg, 200, NULL);
   soup_server_message_set_response(msg, "text/plain; version=0.0.4", SOUP_MEMORY_TAKE, body,
                                    strlen(body));
@@ -1145,8 +1156,8 @@ static void
 default_handler(SoupServer *soup, SoupServerMessage *msg, const char *path, GHashTable *query,
                 gpointer user_data)
 {
-  static const char body[] = "ferry rendezvous server: WebSocket signaling at /v1, see also "
-                             "/health and /metrics\n";
+  static const char body[] = "ferry rendezvous server: WebSocket signaling at /v1, HTTP relay "
+                             "at /r/NAME, see also /health and /metrics\n";
   soup_server_message_set_status(msg, strcmp(path, "/") == 0 ? 200 : 404, NULL);
   soup_server_message_set_response(msg, "text/plain", SOUP_MEMORY_STATIC, body, sizeof body - 1);
 }
@@ -1341,7 +1352,9 @@ ferry_server_new(const FerryServerConfig *cfg, GError **error)
   s->cfg.turn_servers = g_strdupv(cfg->turn_servers);
   s->cfg.turn_secret = g_strdup(cfg->turn_secret);
   s->cfg.store = g_strdup(cfg->store);
+  s->cfg.relay_secret = g_strdup(cfg->relay_secret);
   ferry_metrics_init(&s->metrics);
+  s->relay = ferry_relay_hub_new(&s->cfg, &s->metrics);
   s->ips = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
   s->conns = g_hash_table_new(NULL, NULL);
   s->sessions =
@@ -1386,6 +1399,8 @@ ferry_server_new(const FerryServerConfig *cfg, GError **error)
   }
   soup_server_add_handler(s->soup, "/health", health_handler, s, NULL);
   soup_server_add_handler(s->soup, "/metrics", metrics_handler, s, NULL);
+  soup_server_add_early_handler(s->soup, "/r", ferry_relay_early_handler, s->relay, NULL);
+  soup_server_add_handler(s->soup, "/r", ferry_relay_handler, s->relay, NULL);
   soup_server_add_handler(s->soup, NULL, default_handler, s, NULL);
 
   if (!soup_server_listen(s->soup, addr, s->cfg.tls_cert ? SOUP_SERVER_LISTEN_HTTPS : 0, &local)) {
@@ -1499,6 +1514,8 @@ ferry_server_free(FerryServer *s)
     return;
   g_clear_handle_id(&s->sweep_id, g_source_remove);
   g_clear_handle_id(&s->drain_timer, g_source_remove);
+  /* Relays let go of their messages before libsoup closes them. */
+  g_clear_pointer(&s->relay, ferry_relay_hub_free);
   if (s->soup != NULL) {
     soup_server_disconnect(s->soup);
     g_clear_object(&s->soup);
@@ -1536,5 +1553,6 @@ ferry_server_free(FerryServer *s)
   g_strfreev(s->cfg.turn_servers);
   g_free(s->cfg.turn_secret);
   g_free(s->cfg.store);
+  g_free(s->cfg.relay_secret);
   g_free(s);
 }
