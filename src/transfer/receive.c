@@ -502,12 +502,9 @@ check_all_done(RecvState *r)
     RecvFile *f = g_ptr_array_index(r->files, i);
     if (f->e.type != FERRY_ENTRY_SYMLINK || f->done)
       continue;
-    char *dir = g_path_get_dirname(f->e.path);
-    char *base = g_path_get_basename(f->e.path);
+    const char *base;
     GError *error = NULL;
-    int dfd = strcmp(dir, ".") == 0 ? dup(r->rootfd)
-                                    : ferry_openat_beneath(r->rootfd, dir, O_RDONLY | O_DIRECTORY,
-                                                           0, FERRY_BENEATH_MKDIRS, &error);
+    int dfd = dir_for(r, f->e.path, &base, &error); /* the cache's: not closed here */
     char *msg = NULL;
     if (dfd < 0) {
       msg = g_strdup_printf("cannot make the link '%s': %s", f->e.path, error->message);
@@ -520,14 +517,11 @@ check_all_done(RecvState *r)
         msg = g_strdup_printf(
             "cannot make the link '%s': %s%s", f->e.path, g_strerror(errno),
             errno == EEXIST ? " (something has that name; --overwrite replaces a link)" : "");
-      close(dfd);
     }
     f->done = TRUE;
     ferry_transfer_emit_file(r->t, msg != NULL ? FERRY_FILE_SKIPPED : FERRY_FILE_DONE, f->e.type,
                              f->e.path, f->e.path, 0, msg);
     g_free(msg);
-    g_free(dir);
-    g_free(base);
   }
   for (guint i = r->files->len; i-- > 0;) {
     RecvFile *f = g_ptr_array_index(r->files, i);
