@@ -9,6 +9,7 @@ pkgs=(
   python3-websockets glib-networking openssl
   python3 coreutils coturn libhiredis-dev redis-server
   iproute2 nftables util-linux bsdutils curl
+  libqrencode-dev zlib1g-dev chromium chromium-driver python3-selenium python3-cryptography
 )
 missing=()
 for p in "${pkgs[@]}"; do
