@@ -43,3 +43,17 @@ ferry_relay_page_render(const FerryRelayPage *info, const char **csp)
   g_free(size);
   return page;
 }
+
+void
+ferry_relay_page_worker_handler(SoupServer *soup, SoupServerMessage *msg, const char *path,
+                                GHashTable *query, gpointer user_data)
+{
+  (void)soup;
+  (void)path;
+  (void)query;
+  (void)user_data;
+  static const char text[] = "this server has no service worker for encrypted links yet\n";
+  soup_server_message_set_status(msg, SOUP_STATUS_NOT_FOUND, NULL);
+  soup_server_message_set_response(msg, "text/plain; charset=utf-8", SOUP_MEMORY_STATIC, text,
+                                   sizeof text - 1);
+}

@@ -4,15 +4,23 @@
 #ifndef FERRY_SERVER_RELAY_PAGE_H
 #define FERRY_SERVER_RELAY_PAGE_H
 
-#include <glib.h>
+#include <libsoup/soup.h>
 
 typedef struct {
-  const char *name; /* the relay's NAME, also the file name offered */
-  gint64 size;      /* bytes a download gets, or -1 when not known yet */
+  const char *name;   /* the relay's NAME, also the file name offered */
+  gint64 size;        /* bytes a download gets, or -1 when not known yet */
+  gboolean folder;    /* the upload is a tar of a folder: offer a zip (tar when encrypted) */
+  gboolean encrypted; /* the upload is ciphertext (§10.6): the page decrypts in the browser */
 } FerryRelayPage;
 
 /* Returns the landing page for page (free with g_free()) and sets *csp to
  * the Content-Security-Policy it needs (static, not freed). */
 char *ferry_relay_page_render(const FerryRelayPage *page, const char **csp);
+
+/* SoupServer handler for GET /relay-sw.js: the service worker an
+ * encrypted link's landing page registers to decrypt a download as it
+ * streams to disk. */
+void ferry_relay_page_worker_handler(SoupServer *soup, SoupServerMessage *msg, const char *path,
+                                     GHashTable *query, gpointer user_data);
 
 #endif

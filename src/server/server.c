@@ -22,6 +22,7 @@
 
 #include "server/metrics.h"
 #include "server/ratelimit.h"
+#include "server/relay-page.h"
 #include "server/relay.h"
 #include <ferry/server.h>
 #include "server/signal-msg.h"
@@ -1401,6 +1402,7 @@ ferry_server_new(const FerryServerConfig *cfg, GError **error)
   soup_server_add_handler(s->soup, "/metrics", metrics_handler, s, NULL);
   soup_server_add_early_handler(s->soup, "/r", ferry_relay_early_handler, s->relay, NULL);
   soup_server_add_handler(s->soup, "/r", ferry_relay_handler, s->relay, NULL);
+  soup_server_add_handler(s->soup, "/relay-sw.js", ferry_relay_page_worker_handler, NULL, NULL);
   soup_server_add_handler(s->soup, NULL, default_handler, s, NULL);
 
   if (!soup_server_listen(s->soup, addr, s->cfg.tls_cert ? SOUP_SERVER_LISTEN_HTTPS : 0, &local)) {
