@@ -13,7 +13,11 @@
 #   4. a code nobody on the network holds: exit 11 and the way out;
 #   5. the veth pair with IPv6 link-local addresses as well (discovery
 #      over both families; ICE then prefers the link-local pair, whose
-#      packets carry a scope id libnice's remote candidate lacks).
+#      packets carry a scope id libnice's remote candidate lacks);
+#   6. a server and the LAN both possible: the sender offers its server
+#      code on the LAN too; a receiver asks both and uses the first to
+#      answer (LAN first when the server is slow, the server when the LAN
+#      is silent), and a sender whose server is gone falls back to LAN mode.
 # Cases 1b to 5 need network namespaces (root); without them they are
 # skipped with the reason.
 set -u
@@ -146,7 +150,7 @@ B=ferrylan-$$-b
 L=ferrylan-$$-lo
 if ! ip netns add "$L" 2>"$T/netns.err"; then
   why="network namespaces cannot be created here: $(head -n1 "$T/netns.err")"
-  for c in 1b 2 3 4 5; do echo "ok $((tap_n + 1)) # SKIP case $c: $why" && tap_n=$((tap_n + 1)); done
+  for c in 1b 2 3 4 5 6; do echo "ok $((tap_n + 1)) # SKIP case $c: $why" && tap_n=$((tap_n + 1)); done
   done_testing
   exit
 fi
@@ -250,6 +254,116 @@ if start_send s5 "${NA[@]}" -- "$T/two"; then
 else
   tap_result 1 "5: with IPv6 link-local too: a sender prints a code" "$(cat "$T/s5.err")"
 fi
+
+# ---- 6. a server and the LAN both possible: the first to answer wins -------------
+# In the namespace with only lo: a ferry serve, and a TCP proxy to it that
+# waits 1.5 s before it carries anything (a far-away server).
+
+NL=(ip netns exec "$L")
+"${NL[@]}" "$F" serve --listen 127.0.0.1:0 --stun-port 0 >"$T/serve6.out" 2>"$T/serve6.err" &
+SERVE_PID=$!
+port=
+for ((i = 0; i < 200; i++)); do
+  port=$(sed -n 's/.*listening on .*(port \([0-9]*\)).*/\1/p' "$T/serve6.out" 2>/dev/null | head -n1)
+  [ -n "$port" ] && break
+  sleep 0.05
+done
+S6=ws://127.0.0.1:$port
+cat >"$T/slow-proxy.py" <<'PY'
+import asyncio, sys
+upstream = int(sys.argv[1])
+async def pipe(r, w):
+    try:
+        while data := await r.read(65536):
+            w.write(data)
+            await w.drain()
+    finally:
+        w.close()
+async def handle(r, w):
+    await asyncio.sleep(1.5)
+    ur, uw = await asyncio.open_connection("127.0.0.1", upstream)
+    await asyncio.gather(pipe(r, uw), pipe(ur, w), return_exceptions=True)
+async def main():
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    await server.serve_forever()
+asyncio.run(main())
+PY
+"${NL[@]}" python3 "$T/slow-proxy.py" "$port" >"$T/proxy6.out" 2>&1 &
+slow=
+for ((i = 0; i < 100; i++)); do
+  slow=$(head -n1 "$T/proxy6.out" 2>/dev/null)
+  [ -n "$slow" ] && break
+  sleep 0.05
+done
+SLOW=ws://127.0.0.1:$slow
+
+# 6a: the sender uses the server (and says it is on the LAN too); the
+# way to that server is slow: for the receiver the LAN answers first.
+mkdir -p "$T/r6a"
+if [ -n "$port" ] && [ -n "$slow" ] && start_send s6a "${NL[@]}" -- --server "$SLOW" "$T/one"; then
+  ok_if "6a: a sender with a server gives the server's command" grep -qx \
+    "On the other side run: ferry receive --server $SLOW $CODE" "$T/s6a.out"
+  for ((i = 0; i < 100; i++)); do
+    grep -q "also offered on this network" "$T/s6a.err" && break
+    sleep 0.05
+  done
+  ok_if "6a: … and says the code is offered on this network too" grep -q \
+    "also offered on this network: receivers here connect without the server (--no-lan to stop that)" "$T/s6a.err"
+  receive r6a "${NL[@]}" -- --server "$SLOW" --json "$CODE"
+  ok_if "6a: the receiver whose server is slow exits 0" test "$RC" = 0
+  ok_if "6a: … found the sender on the LAN first (rendezvous event via lan)" grep -q \
+    '"event":"rendezvous","via":"lan"' "$T/r6a.out"
+  ok_if "6a: the files arrive byte for byte" same_tree "$T/one" "$T/r6a/one"
+  rc=0
+  wait_pid "$SPID" 30 || rc=$?
+  ok_if "6a: the sender exits 0" test "$rc" = 0
+else
+  tap_result 1 "6a: a sender with a server prints a code" "$(cat "$T/serve6.err" "$T/proxy6.out" "$T/s6a.err" 2>/dev/null)"
+fi
+
+# 6b: multicast dropped: the LAN stays silent, the server answers.
+mkdir -p "$T/r6b"
+"${NL[@]}" nft -f - <<'NFT'
+table inet ferrylan6 {
+  chain out { type filter hook output priority 0; udp dport 41414 drop; }
+}
+NFT
+if start_send s6b "${NL[@]}" -- --server "$S6" "$T/two"; then
+  receive r6b "${NL[@]}" -- --server "$S6" "$CODE"
+  ok_if "6b: with the LAN silent, the receiver exits 0" test "$RC" = 0
+  ok_if "6b: … and says the server answered first" grep -q "the server $S6 answered first" "$T/r6b.err"
+  ok_if "6b: the files arrive byte for byte" same_tree "$T/two" "$T/r6b/two"
+  wait_pid "$SPID" 30
+else
+  tap_result 1 "6b: a sender with a server prints a code" "$(cat "$T/s6b.err")"
+fi
+"${NL[@]}" nft delete table inet ferrylan6
+
+# 6c: the server is gone: the sender falls back to LAN mode and says so; a
+# receiver configured with the same dead server finds it on the LAN.
+kill "$SERVE_PID" 2>/dev/null
+wait "$SERVE_PID" 2>/dev/null
+mkdir -p "$T/r6c"
+if start_send s6c "${NL[@]}" -- --server "$S6" "$T/one"; then
+  ok_if "6c: the sender says the server cannot be reached and it uses LAN mode" grep -q \
+    "offering the code on this network only (LAN mode)" "$T/s6c.err"
+  ok_if "6c: … and gives a command without --server" grep -qx "On the other side run: ferry receive $CODE" "$T/s6c.out"
+  receive r6c "${NL[@]}" -- --server "$S6" "$CODE"
+  ok_if "6c: the receiver with the dead server exits 0" test "$RC" = 0
+  ok_if "6c: … saying the server cannot be reached and the LAN found it" grep -q \
+    "the server cannot be reached; found the sender on this network (LAN)" "$T/r6c.err"
+  ok_if "6c: the files arrive byte for byte" same_tree "$T/one" "$T/r6c/one"
+  wait_pid "$SPID" 30
+else
+  tap_result 1 "6c: a sender whose server is gone still prints a code" "$(cat "$T/s6c.err")"
+fi
+
+# 6d: --no-lan: no fallback; the dead server is the answer.
+"${NL[@]}" "$F" send --no-lan --server "$S6" "$T/one" >"$T/s6d.out" 2>"$T/s6d.err" </dev/null
+rc=$?
+ok_if "6d: send --no-lan with a dead server: exit 4" test "$rc" = 4
+ok_if "6d: … naming the server" grep -q "cannot connect to the server at $S6" "$T/s6d.err"
 
 # ---- every process: no sanitizer report -------------------------------------------
 

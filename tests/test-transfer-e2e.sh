@@ -210,7 +210,7 @@ echo "nobody gets this" >"$T/c11.txt"
 "$F" receive -y --server http://127.0.0.1:1 1-omelet-rodent-thank >"$T/c11r.out" \
   2>"$T/c11r.err" </dev/null &
 C11R=$!
-"$F" send --server http://127.0.0.1:1 "$T/c11.txt" >"$T/c11s.out" 2>"$T/c11s.err" </dev/null &
+"$F" send --no-lan --server http://127.0.0.1:1 "$T/c11.txt" >"$T/c11s.out" 2>"$T/c11s.err" </dev/null &
 C11S=$!
 
 # ---- 1. edge sizes and a sparse file, chunk size 64K ---------------------------
@@ -674,7 +674,7 @@ ok_if "11: the receiver's message names the server and the way out" says "$ERR" 
 rc=0
 wait_pid "$C11S" 90 || rc=$?
 ERR=$(cat "$T/c11s.err")
-ok_if "11: sender, no server: exit 4" test "$rc" = 4
+ok_if "11: sender, no server, --no-lan: exit 4" test "$rc" = 4
 ok_if "11: the sender's message names the server and the way out" says "$ERR" "cannot connect to the server at ws://127.0.0.1:1/v1" "check the server address"
 
 # ---- every process: no sanitizer report ----------------------------------------

@@ -46,6 +46,10 @@ typedef struct {
   guint max_failures;
   /* Sender: words in the code (2..8); default 3. */
   guint code_words;
+  /* Sender: the code's words ("ocean-tiger-piano") to use instead of
+   * drawing new ones, so that a second listener at another rendezvous
+   * offers the same code; NULL: draw them. */
+  const char *words;
   /* Sender: receivers that may be joined at once; default 1. */
   guint max_receivers;
   /* QUIC: congestion controller "bbr" (default), "cubic", "reno" or
@@ -211,6 +215,12 @@ FERRY_API FerryListener *ferry_listener_new(const FerryConnectOptions *options,
                                             const FerryListenerHandlers *handlers,
                                             gpointer user_data, GError **error);
 
+/* Makes two listeners that offer one code (the second made with
+ * options.words = the first's words, at another rendezvous) share their
+ * limits: max_receivers counts the receivers of both, and max_failures
+ * the wrong codes tried through either. Until either is freed. */
+FERRY_API void ferry_listener_share_slots(FerryListener *listener, FerryListener *other);
+
 /* The code, NULL until the code handler was called. Owned by listener. */
 FERRY_API const char *ferry_listener_get_code(FerryListener *listener);
 
@@ -243,6 +253,23 @@ FERRY_API void ferry_connect_async(const FerryConnectOptions *options, const cha
  *             handshake failed, the sender left, or the time ran out;
  *   IO        the server cannot be reached. */
 FERRY_API FerryConnection *ferry_connect_finish(GAsyncResult *result, GError **error);
+
+/* Checks options as ferry_listener_new() and ferry_connect_async() do
+ * (STUN/TURN URLs, congestion controller, contradictions), without
+ * connecting. Returns FALSE with FERRY_ERROR_INVALID naming the problem. */
+FERRY_API gboolean ferry_connect_options_check(const FerryConnectOptions *options, GError **error);
+
+/* Asks the `ferry serve` at url (any form server_url takes) for its
+ * welcome, joining nothing: for a receiver that races a server against
+ * the local network (ferry_lan_lookup_full_async()). callback runs once;
+ * call ferry_server_probe_finish() from it. */
+FERRY_API void ferry_server_probe_async(const char *url, GCancellable *cancellable,
+                                        GAsyncReadyCallback callback, gpointer user_data);
+
+/* TRUE when the server answered; else FALSE with FERRY_ERROR_IO (it cannot
+ * be reached: the message says why), FERRY_ERROR_INVALID (the URL is not
+ * usable) or G_IO_ERROR_CANCELLED. */
+FERRY_API gboolean ferry_server_probe_finish(GAsyncResult *result, GError **error);
 
 G_END_DECLS
 

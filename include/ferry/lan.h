@@ -47,6 +47,14 @@ typedef struct _FerryLanAnnouncer FerryLanAnnouncer;
  * with ferry_lan_announcer_free(), which stops the announcements. */
 FERRY_API FerryLanAnnouncer *ferry_lan_announcer_new(const char *code, guint port, GError **error);
 
+/* As ferry_lan_announcer_new(), announcing under number instead of a
+ * random one (0: draw one). A sender whose code is also on the `ferry
+ * serve` at server_url (NULL: none) announces that code's number and a tag
+ * of the server's URL, so one code works both ways (docs/protocol.md §9.3). */
+FERRY_API FerryLanAnnouncer *ferry_lan_announcer_new_full(const char *code, guint port,
+                                                          guint number, const char *server_url,
+                                                          GError **error);
+
 /* The code to give to receivers on the LAN: the listener's words behind
  * the LAN number ("437-ocean-tiger-piano"). Owned by announcer. */
 FERRY_API const char *ferry_lan_announcer_get_code(FerryLanAnnouncer *announcer);
@@ -79,6 +87,15 @@ FERRY_API void ferry_lan_lookup_async(const char *code, guint timeout_ms, GCance
  *   IO         no socket could be opened to ask;
  *   G_IO_ERROR_CANCELLED  cancelled. */
 FERRY_API GPtrArray *ferry_lan_lookup_finish(GAsyncResult *result, GError **error);
+
+/* As ferry_lan_lookup_async(), but ends grace_ms after the first answer
+ * (ferry_lan_lookup_async() waits 300 ms for other senders with the same
+ * number) and, with server_url, takes only senders whose code is on that
+ * server too: for racing the LAN against a server. Finish with
+ * ferry_lan_lookup_finish(). */
+FERRY_API void ferry_lan_lookup_full_async(const char *code, guint timeout_ms, guint grace_ms,
+                                           const char *server_url, GCancellable *cancellable,
+                                           GAsyncReadyCallback callback, gpointer user_data);
 
 G_END_DECLS
 

@@ -26,6 +26,9 @@
 #include "settings.h"
 
 #define RETRY_BACKOFF_MAX_MS 30000
+/* In a race with the server, how long the LAN lookup waits for more
+ * addresses of a sender once one answered. */
+#define LAN_RACE_GRACE_MS 30
 
 typedef struct {
   CliSettings s;
@@ -42,6 +45,13 @@ typedef struct {
   guint64 lan_reached; /* a sender that answered a connection (its other addresses are skipped) */
   gboolean lan_skip;
   GError *lan_error; /* the most telling failure so far */
+  /* With a server and the LAN both possible, both are asked at once and
+   * the first to answer is used (see start_race()). */
+  GCancellable *race;    /* the race under way, NULL when none */
+  gboolean server_down;  /* the server did not answer the race */
+  GError *server_error;  /* why the server did not answer */
+  gboolean server_tried; /* a connection through the server was tried */
+  gboolean lan_tried;    /* the LAN was looked at */
   guint stdin_watch;
   gboolean offered;     /* the offer arrived */
   gboolean declined;    /* we declined (status already set and reported) */
@@ -235,6 +245,7 @@ reconnect_cb(gpointer user_data)
   st->lan_skip = FALSE;
   g_clear_error(&st->lan_error);
   st->offered = FALSE;
+  st->server_tried = st->lan_tried = FALSE;
   start_connect(st);
   return G_SOURCE_REMOVE;
 }
@@ -320,6 +331,121 @@ static const FerryTransferHandlers transfer_handlers = {
 /* ---- connecting ---------------------------------------------------------------- */
 
 static void on_connected(GObject *source, GAsyncResult *result, gpointer user_data);
+static void on_lan_found(GObject *source, GAsyncResult *result, gpointer user_data);
+static gboolean try_next_sender(Receive *st);
+static void on_queued(guint position, gpointer user_data);
+
+/* Says which way the sender was found: "lan" or "server". */
+static void
+say_rendezvous(Receive *st, const char *via, const char *text)
+{
+  JsonBuilder *b = cli_output_event(st->out, "rendezvous");
+  if (b != NULL) {
+    cli_json_add_string(b, "via", via);
+    if (strcmp(via, "server") == 0)
+      cli_json_add_string(b, "server", st->s.server);
+    cli_output_emit(st->out, b);
+    return;
+  }
+  cli_output_say(st->out, "%s", text);
+}
+
+static void
+connect_via_server(Receive *st)
+{
+  FerryConnectOptions co;
+  cli_settings_connect_options(&st->s, &co);
+  co.queued = on_queued;
+  co.queued_user_data = st;
+  st->server_tried = TRUE;
+  ferry_connect_async(&co, st->code, st->cancel, on_connected, st);
+}
+
+static void
+lookup_lan(Receive *st)
+{
+  st->lan_tried = TRUE;
+  if (st->s.server == NULL)
+    cli_output_say(st->out, "looking for the sender on the local network…");
+  ferry_lan_lookup_async(st->code, FERRY_LAN_DEFAULT_TIMEOUT_MS, st->cancel, on_lan_found, st);
+}
+
+/* Ends the race: the other contestant is cancelled and its answer, when
+ * it comes, is ignored. */
+static void
+end_race(Receive *st)
+{
+  GCancellable *race = g_steal_pointer(&st->race);
+  g_cancellable_cancel(race);
+  g_object_unref(race);
+}
+
+static void
+on_race_server(GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  Receive *st = user_data;
+  GError *error = NULL;
+
+  if (ferry_server_probe_finish(result, &error)) {
+    if (st->race == NULL)
+      return;
+    end_race(st);
+    g_autofree char *text = g_strdup_printf("the server %s answered first", st->s.server);
+    say_rendezvous(st, "server", text);
+    connect_via_server(st);
+    return;
+  }
+  if (st->race == NULL || g_error_matches(error, G_IO_ERROR, G_IO_ERROR_CANCELLED)) {
+    g_error_free(error);
+    return;
+  }
+  /* The server is out: any sender on the LAN is the only hope. */
+  st->server_down = TRUE;
+  g_clear_error(&st->server_error);
+  st->server_error = error;
+  end_race(st);
+  lookup_lan(st);
+}
+
+static void
+on_race_lan(GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  Receive *st = user_data;
+  GError *error = NULL;
+  GPtrArray *found = ferry_lan_lookup_finish(result, &error);
+
+  if (st->race == NULL || g_error_matches(error, G_IO_ERROR, G_IO_ERROR_CANCELLED)) {
+    g_clear_error(&error);
+    if (found != NULL)
+      g_ptr_array_unref(found);
+    return;
+  }
+  if (found != NULL) {
+    end_race(st);
+    say_rendezvous(st, "lan",
+                   "found the sender on this network (LAN) before the server answered: "
+                   "connecting without it");
+    st->lan = found;
+    if (!try_next_sender(st))
+      connect_via_server(st);
+    return;
+  }
+  g_clear_error(&error); /* the LAN is silent: the server decides */
+}
+
+/* Asks the server and the local network at once; the first to answer is
+ * used (the other is cancelled): on one LAN that is the LAN, elsewhere the
+ * server. If that way then fails, the other is tried (on_connected()). */
+static void
+start_race(Receive *st)
+{
+  st->race = g_cancellable_new();
+  st->server_down = FALSE;
+  g_clear_error(&st->server_error);
+  ferry_server_probe_async(st->s.server, st->race, on_race_server, st);
+  ferry_lan_lookup_full_async(st->code, FERRY_LAN_DEFAULT_TIMEOUT_MS, LAN_RACE_GRACE_MS,
+                              st->s.server, st->race, on_race_lan, st);
+}
 
 /* The sender serves as many receivers as it may: we wait our turn. */
 static void
@@ -389,6 +515,11 @@ on_lan_found(GObject *source, GAsyncResult *result, gpointer user_data)
   GError *error = NULL;
 
   st->lan = ferry_lan_lookup_finish(result, &error);
+  if (st->lan != NULL && st->server_error != NULL)
+    say_rendezvous(st, "lan",
+                   st->server_down ? "the server cannot be reached; found the sender on this "
+                                     "network (LAN)"
+                                   : "found the sender on this network (LAN)");
   if (st->lan != NULL && try_next_sender(st))
     return;
   if (st->accepted_id != NULL && !st->interrupted &&
@@ -409,6 +540,13 @@ on_lan_found(GObject *source, GAsyncResult *result, gpointer user_data)
                     "(or with a new code from it)",
                     st->attempt, st->code);
     quit(st, FERRY_EXIT_NO_SUCH_CODE);
+  } else if ((error == NULL || g_error_matches(error, FERRY_ERROR, FERRY_ERROR_NOT_FOUND)) &&
+             st->server_error != NULL) {
+    /* The server's own words first: it was asked before the LAN. */
+    int status = cli_exit_for_error(st->server_error, CLI_STAGE_CONNECT);
+    cli_output_fail(st->out, status, "%s; and no sender with that number answered on this network",
+                    st->server_error->message);
+    quit(st, status);
   } else if (error == NULL || g_error_matches(error, FERRY_ERROR, FERRY_ERROR_NOT_FOUND)) {
     cli_output_fail(st->out, FERRY_EXIT_NO_SUCH_CODE,
                     "no sender with that code on this network; if the sender is elsewhere, "
@@ -435,6 +573,25 @@ on_connected(GObject *source, GAsyncResult *result, gpointer user_data)
     if (try_next_sender(st))
       return;
     error = g_steal_pointer(&st->lan_error);
+    /* Found on the LAN but not reachable there: the server may still work. */
+    if (st->s.server != NULL && !st->server_tried &&
+        !g_error_matches(error, FERRY_ERROR, FERRY_ERROR_AUTH)) {
+      cli_output_say(st->out, "%s; trying through the server", error->message);
+      g_error_free(error);
+      g_clear_pointer(&st->lan, g_ptr_array_unref);
+      connect_via_server(st);
+      return;
+    }
+  }
+  /* The server knows no such number: the sender may be on this network
+   * without the server. */
+  if (conn == NULL && st->lan == NULL && st->s.server != NULL && !st->s.no_lan && !st->lan_tried &&
+      !st->interrupted && g_error_matches(error, FERRY_ERROR, FERRY_ERROR_NOT_FOUND)) {
+    cli_output_say(st->out, "the server has no sender with that number; looking on this network…");
+    g_clear_error(&st->server_error);
+    st->server_error = error;
+    lookup_lan(st);
+    return;
   }
   if (conn == NULL && st->accepted_id != NULL && !st->interrupted) {
     int status = cli_exit_for_error(error, CLI_STAGE_CONNECT);
@@ -503,6 +660,12 @@ on_signal(gpointer user_data)
     quit(st, FERRY_EXIT_INTERRUPTED);
     return G_SOURCE_CONTINUE;
   }
+  if (st->race != NULL) {
+    end_race(st);
+    cli_output_fail(st->out, FERRY_EXIT_INTERRUPTED, "interrupted while looking for the sender");
+    quit(st, FERRY_EXIT_INTERRUPTED);
+    return G_SOURCE_CONTINUE;
+  }
   if (st->transfer != NULL)
     ferry_transfer_cancel(st->transfer);
   else
@@ -515,16 +678,12 @@ on_signal(gpointer user_data)
 static void
 start_connect(Receive *st)
 {
-  if (st->s.server == NULL) {
-    cli_output_say(st->out, "looking for the sender on the local network…");
-    ferry_lan_lookup_async(st->code, FERRY_LAN_DEFAULT_TIMEOUT_MS, st->cancel, on_lan_found, st);
-  } else {
-    FerryConnectOptions co;
-    cli_settings_connect_options(&st->s, &co);
-    co.queued = on_queued;
-    co.queued_user_data = st;
-    ferry_connect_async(&co, st->code, st->cancel, on_connected, st);
-  }
+  if (st->s.server == NULL)
+    lookup_lan(st);
+  else if (st->s.no_lan || st->s.force_relay)
+    connect_via_server(st);
+  else
+    start_race(st);
 }
 
 /* --resume ID: the checkpoint it names, whose directory the files go to. */
@@ -653,6 +812,17 @@ cmd_receive(int argc, char **argv)
   st.loop = g_main_loop_new(NULL, FALSE);
   st.cancel = g_cancellable_new();
 
+  /* Options that cannot work fail now, as a connection would, before the
+   * race asks anyone anything. */
+  FerryConnectOptions co;
+  GError *error = NULL;
+  cli_settings_connect_options(&st.s, &co);
+  if (st.s.server != NULL && !ferry_connect_options_check(&co, &error)) {
+    st.status = cli_exit_for_error(error, CLI_STAGE_CONNECT);
+    cli_output_fail(st.out, st.status, "%s", error->message);
+    g_error_free(error);
+    goto out;
+  }
   start_connect(&st);
   guint sigint = g_unix_signal_add(SIGINT, on_signal, &st);
   guint sigterm = g_unix_signal_add(SIGTERM, on_signal, &st);
@@ -660,6 +830,7 @@ cmd_receive(int argc, char **argv)
   g_source_remove(sigint);
   g_source_remove(sigterm);
 
+out:
   stop_asking(&st);
   cli_output_free(st.out); /* and a track left by a second Ctrl-C */
   if (st.transfer != NULL)
@@ -672,6 +843,9 @@ cmd_receive(int argc, char **argv)
   if (st.lan != NULL)
     g_ptr_array_unref(st.lan);
   g_clear_error(&st.lan_error);
+  g_clear_error(&st.server_error);
+  if (st.race != NULL)
+    end_race(&st);
   g_free(st.code);
   g_free(st.resume_id);
   g_free(st.accepted_id);

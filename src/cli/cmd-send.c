@@ -41,8 +41,12 @@ struct _Send {
   GMainLoop *loop;
   FerrySource *source;
   FerryListener *listener;
-  FerryServer *rendezvous;      /* LAN mode: our own rendezvous, else NULL */
-  FerryLanAnnouncer *announcer; /* LAN mode: while receivers may come */
+  /* With a server: the same code at our own rendezvous, announced on the
+   * LAN under the server code's number, so receivers there need no server. */
+  FerryListener *twin;
+  FerryServer *rendezvous;      /* LAN mode or twin: our own rendezvous, else NULL */
+  FerryLanAnnouncer *announcer; /* LAN mode or twin: while receivers may come */
+  guint fallback;               /* idle source: the server failed, LAN mode instead */
   char *rendezvous_url;
   GPtrArray *receivers; /* Receiver *: transfers under way */
   char id[FERRY_TRANSFER_ID_HEX_LEN + 1];
@@ -60,6 +64,15 @@ struct _Send {
 };
 
 static void check_end(Send *st);
+static gboolean start_rendezvous(Send *st, GError **error);
+
+static void
+stop_listeners(Send *st)
+{
+  ferry_listener_stop(st->listener);
+  if (st->twin != NULL)
+    ferry_listener_stop(st->twin);
+}
 
 /* A word for the shell: quoted only when it needs to be. */
 static char *
@@ -166,11 +179,85 @@ announce_code(Send *st, const char *code)
     cli_output_fail(st->out, st->listener_status, "%s", error->message);
     g_error_free(error);
     st->stopping = TRUE;
-    ferry_listener_stop(st->listener);
+    stop_listeners(st);
     check_end(st);
     return NULL;
   }
   return ferry_lan_announcer_get_code(st->announcer);
+}
+
+/* The twin's code: the words are the server code's, and the LAN hears
+ * the server code's number. */
+static void
+on_twin_code(FerryListener *listener, const char *code, gpointer user_data)
+{
+  Send *st = user_data;
+  FerryCode server_code;
+  FerryCodeDiag diag;
+  GError *error = NULL;
+  const char *shown = ferry_listener_get_code(st->listener);
+
+  if (shown == NULL || ferry_code_parse(shown, strlen(shown), &server_code, &diag) < 0)
+    return;
+  st->announcer = ferry_lan_announcer_new_full(code, ferry_server_get_port(st->rendezvous),
+                                               server_code.nameplate, st->s.server, &error);
+  if (st->announcer == NULL) {
+    cli_output_warn(st->out, "the code is offered through the server only: %s", error->message);
+    g_error_free(error);
+    ferry_listener_stop(st->twin);
+    return;
+  }
+  cli_output_say(st->out, "also offered on this network: receivers here connect without the "
+                          "server (--no-lan to stop that)");
+}
+
+static void
+on_twin_closed(FerryListener *listener, const GError *error, gpointer user_data)
+{
+  Send *st = user_data;
+  if (error != NULL && !st->stopping)
+    cli_output_warn(st->out, "the code is no longer offered on this network: %s", error->message);
+  g_clear_pointer(&st->announcer, ferry_lan_announcer_free);
+}
+
+static void on_connection(FerryListener *listener, FerryConnection *conn, gpointer user_data);
+static void on_attempt_failed(FerryListener *listener, const char *peer, const GError *error,
+                              gpointer user_data);
+
+static const FerryListenerHandlers twin_handlers = {
+    .code = on_twin_code,
+    .connection = on_connection,
+    .attempt_failed = on_attempt_failed,
+    .closed = on_twin_closed,
+};
+
+/* With a server: offers the same code on the local network too (see
+ * Send.twin). Failing that only costs the LAN, so it is a warning. */
+static void
+start_twin(Send *st, const char *code)
+{
+  FerryCode parsed;
+  FerryCodeDiag diag;
+  GError *error = NULL;
+
+  if (ferry_code_parse(code, strlen(code), &parsed, &diag) < 0)
+    return;
+  if (!start_rendezvous(st, &error)) {
+    cli_output_warn(st->out, "the code is offered through the server only: %s", error->message);
+    g_error_free(error);
+    return;
+  }
+  FerryConnectOptions co;
+  cli_settings_connect_options(&st->s, &co);
+  co.server_url = st->rendezvous_url;
+  co.words = parsed.password;
+  st->twin = ferry_listener_new(&co, &twin_handlers, st, &error);
+  if (st->twin == NULL) {
+    cli_output_warn(st->out, "the code is offered through the server only: %s", error->message);
+    g_error_free(error);
+    return;
+  }
+  ferry_listener_share_slots(st->listener, st->twin);
 }
 
 static void
@@ -178,11 +265,12 @@ on_code(FerryListener *listener, const char *code, gpointer user_data)
 {
   Send *st = user_data;
   g_autofree char *server = shell_word(st->s.server != NULL ? st->s.server : "");
+  gboolean lan_only = st->rendezvous != NULL;
 
-  if (st->rendezvous != NULL && (code = announce_code(st, code)) == NULL)
+  if (lan_only && (code = announce_code(st, code)) == NULL)
     return;
-  st->receive_command = g_strdup_printf("ferry receive%s%s %s", st->s.server ? " --server " : "",
-                                        st->s.server ? server : "", code);
+  st->receive_command = g_strdup_printf("ferry receive%s%s %s", lan_only ? "" : " --server ",
+                                        lan_only ? "" : server, code);
   JsonBuilder *b = cli_output_event(st->out, "code");
   if (b != NULL) {
     cli_json_add_string(b, "code", code);
@@ -206,9 +294,15 @@ on_code(FerryListener *listener, const char *code, gpointer user_data)
     printf("On the other side run: %s\n", st->receive_command);
   }
   fflush(stdout);
-  if (st->rendezvous != NULL)
+  if (lan_only && st->s.server == NULL)
     cli_output_say(st->out, "no server configured: receivers on this network can use this code "
                             "(LAN mode); for the internet use --server");
+  else if (lan_only)
+    cli_output_say(st->out, "receivers on this network can use this code (LAN mode); the "
+                            "server could not be reached");
+  /* --force-relay tests the server's TURN, which our own rendezvous lacks */
+  if (!lan_only && !st->s.no_lan && !st->s.force_relay)
+    start_twin(st, code);
 }
 
 static void
@@ -242,10 +336,46 @@ on_attempt_failed(FerryListener *listener, const char *peer, const GError *error
     cli_output_warn(st->out, "a receiver could not connect: %s", error->message);
 }
 
+static const FerryListenerHandlers listener_handlers;
+
+/* The server could not be reached before it gave a code: offer the code
+ * on the local network instead (LAN mode), as if no server were set. */
+static gboolean
+fall_back_to_lan(gpointer user_data)
+{
+  Send *st = user_data;
+  GError *error = NULL;
+
+  st->fallback = 0;
+  g_clear_pointer(&st->listener, ferry_listener_free);
+  FerryConnectOptions co;
+  cli_settings_connect_options(&st->s, &co);
+  if (start_rendezvous(st, &error)) {
+    co.server_url = st->rendezvous_url;
+    st->listener = ferry_listener_new(&co, &listener_handlers, st, &error);
+  }
+  if (st->listener == NULL) {
+    st->listener_status = FERRY_EXIT_FAILURE;
+    cli_output_fail(st->out, st->listener_status, "%s", error->message);
+    g_error_free(error);
+    st->stopping = TRUE;
+    check_end(st);
+  }
+  return G_SOURCE_REMOVE;
+}
+
 static void
 on_listener_closed(FerryListener *listener, const GError *error, gpointer user_data)
 {
   Send *st = user_data;
+  if (error != NULL && !st->stopping && st->receive_command == NULL && st->s.server != NULL &&
+      !st->s.no_lan && st->rendezvous == NULL &&
+      g_error_matches(error, FERRY_ERROR, FERRY_ERROR_IO)) {
+    cli_output_warn(st->out, "%s; offering the code on this network only (LAN mode)",
+                    error->message);
+    st->fallback = g_idle_add(fall_back_to_lan, st);
+    return;
+  }
   if (error != NULL && !st->stopping) {
     st->listener_status = cli_exit_for_error(error, CLI_STAGE_CONNECT);
     if (st->listener_status == FERRY_EXIT_USAGE)
@@ -279,7 +409,7 @@ check_end(Send *st)
 {
   if (!st->stopping && all_served(st)) {
     st->stopping = TRUE;
-    ferry_listener_stop(st->listener);
+    stop_listeners(st);
     /* Every receiver owed is served: what is left are connections to
      * receivers that vanished (killed, then came back under a new
      * connection), which would only end at their idle timeout. */
@@ -316,7 +446,7 @@ on_ttl(gpointer user_data)
     return G_SOURCE_REMOVE;
   st->timed_out = TRUE;
   st->stopping = TRUE;
-  ferry_listener_stop(st->listener);
+  stop_listeners(st);
   if (st->s.keep)
     cli_output_say(st->out, "the code expired (--ttl %s): %u receivers served", ttl, st->done);
   else if (st->receivers->len > 0)
@@ -337,7 +467,7 @@ on_signal(gpointer user_data)
   }
   st->interrupted = TRUE;
   st->stopping = TRUE;
-  ferry_listener_stop(st->listener);
+  stop_listeners(st);
   st->cut = st->receivers->len > 0;
   if (st->receivers->len == 1)
     cli_output_say(st->out, "interrupted: stopping the transfer (again to quit at once)");
@@ -577,6 +707,9 @@ out:
     receiver_free(st.receivers->pdata[i]);
   if (st.receivers != NULL)
     g_ptr_array_unref(st.receivers);
+  if (st.fallback != 0)
+    g_source_remove(st.fallback);
+  ferry_listener_free(st.twin);
   ferry_listener_free(st.listener);
   ferry_lan_announcer_free(st.announcer);
   if (st.rendezvous != NULL)

@@ -49,6 +49,9 @@ static const Setting table[CLI_N_SETTINGS] = {
                              "Use only relayed paths (through a TURN server)"},
     [CLI_SET_NO_RELAY] = {"no-relay", 0, KIND_BOOL, CLI_SCOPE_BOTH, TRUE, NULL, 0, 0, NULL,
                           "Never go through a TURN server"},
+    [CLI_SET_NO_LAN] = {"no-lan", 0, KIND_BOOL, CLI_SCOPE_BOTH, TRUE, NULL, 0, 0, NULL,
+                        "With a server: do not also use the local network (no announcement, "
+                        "no lookup)"},
     [CLI_SET_CONNECT_TIMEOUT] = {"connect-timeout", 0, KIND_MS, CLI_SCOPE_BOTH, TRUE, NULL, 100,
                                  3600000, "MS",
                                  "Longest a connection may take to set up (default 60000)"},
@@ -639,6 +642,7 @@ convert(CliSettings *s, const ConfigFile *c, CliScope scope)
   gboolean *flags[CLI_N_SETTINGS] = {
       [CLI_SET_FORCE_RELAY] = &s->force_relay,
       [CLI_SET_NO_RELAY] = &s->no_relay,
+      [CLI_SET_NO_LAN] = &s->no_lan,
       [CLI_SET_KEEP] = &s->keep,
       [CLI_SET_OVERWRITE] = &s->overwrite,
       [CLI_SET_YES] = &s->yes,

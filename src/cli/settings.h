@@ -31,6 +31,7 @@ typedef enum {
   CLI_SET_TURN_SERVER,
   CLI_SET_FORCE_RELAY,
   CLI_SET_NO_RELAY,
+  CLI_SET_NO_LAN,
   CLI_SET_CONNECT_TIMEOUT,
   CLI_SET_QUIC_CC,
   CLI_SET_QUIC_CONN_WINDOW,
@@ -71,6 +72,7 @@ typedef struct {
   char **ice_servers; /* "stun:…" and "turn:…" URLs, NULL-terminated (may be empty) */
   gboolean force_relay;
   gboolean no_relay;
+  gboolean no_lan; /* never the local network: the server only */
   guint connect_timeout_ms; /* 0: the library's default */
   char *quic_cc;            /* NULL: the library's default */
   guint64 quic_conn_window;

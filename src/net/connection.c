@@ -52,6 +52,7 @@ ferry_connect_options_init(FerryConnectOptions *o)
  * listener and its connections (reference counted with g_rc_box). */
 typedef struct {
   char *url;
+  char *words; /* sender: the code's words, given instead of drawn (NULL: draw) */
   GStrv ice_servers;
   gboolean force_relay, no_relay, include_loopback;
   guint max_failures, code_words, max_receivers;
@@ -67,6 +68,7 @@ opts_clear(gpointer p)
 {
   Opts *o = p;
   g_free(o->url);
+  g_free(o->words);
   g_strfreev(o->ice_servers);
 }
 
@@ -122,6 +124,7 @@ opts_new(const FerryConnectOptions *in, GError **error)
   o->queued = in->queued;
   o->queued_user_data = in->queued_user_data;
   o->code_words = in->code_words ? in->code_words : FERRY_CODE_DEFAULT_WORDS;
+  o->words = g_strdup(in->words);
   o->max_receivers = in->max_receivers ? in->max_receivers : 1;
   o->conn_window = in->conn_window_bytes;
   o->stream_window = in->stream_window_bytes;
@@ -156,6 +159,16 @@ opts_new(const FerryConnectOptions *in, GError **error)
 fail:
   g_rc_box_release_full(o, opts_clear);
   return NULL;
+}
+
+gboolean
+ferry_connect_options_check(const FerryConnectOptions *options, GError **error)
+{
+  Opts *o = opts_new(options, error);
+  if (o == NULL)
+    return FALSE;
+  g_rc_box_release_full(o, opts_clear);
+  return TRUE;
 }
 
 /* ---- connection state --------------------------------------------------- */
@@ -263,11 +276,12 @@ struct _FerryListener {
   char *code_text;
   char *nameplate;
   JsonNode *server_ice;
-  GHashTable *attempts;  /* peer id → FerryConnection* under way */
-  GHashTable *serving;   /* FerryConnection* handed over and not yet over */
-  GQueue waiting;        /* char *: peers that joined while every slot was taken */
-  GSource *queue_source; /* re-sends the waiting peers their place */
-  GSource *next_source;  /* starts the next waiting peer (from an idle) */
+  GHashTable *attempts;   /* peer id → FerryConnection* under way */
+  GHashTable *serving;    /* FerryConnection* handed over and not yet over */
+  FerryListener *partner; /* shares max_receivers with us (ferry_listener_share_slots()) */
+  GQueue waiting;         /* char *: peers that joined while every slot was taken */
+  GSource *queue_source;  /* re-sends the waiting peers their place */
+  GSource *next_source;   /* starts the next waiting peer (from an idle) */
   guint failures;
   gboolean stopping; /* no more joins accepted */
   gboolean closed;   /* the closed handler ran */
@@ -1573,6 +1587,21 @@ listener_close(FerryListener *l, GError *error)
   g_clear_error(&error);
 }
 
+/* Too many wrong codes: the nameplate is released, and the listener
+ * closes when the server confirms. */
+static void
+listener_close_code(FerryListener *l, guint failures)
+{
+  if (l->stopping)
+    return;
+  l->stopping = TRUE;
+  l->close_error = g_error_new(FERRY_ERROR, FERRY_ERROR_AUTH,
+                               "%u wrong codes were tried: the code is closed to protect it; run "
+                               "again for a new code",
+                               failures);
+  ferry_signal_client_release(l->sig);
+}
+
 /* Called by an attempt when it ends, with error NULL when it succeeded. */
 static void
 listener_attempt_done(FerryListener *l, FerryConnection *c, const GError *error)
@@ -1585,17 +1614,18 @@ listener_attempt_done(FerryListener *l, FerryConnection *c, const GError *error)
     return;
   }
   listener_schedule_next(l);
+  if (l->partner != NULL)
+    listener_schedule_next(l->partner);
   if (l->h.attempt_failed != NULL)
     l->h.attempt_failed(l, c->peer, error, l->user_data);
-  if (g_error_matches(error, FERRY_ERROR, FERRY_ERROR_AUTH) &&
-      ++l->failures >= l->opts->max_failures && !l->stopping) {
-    l->stopping = TRUE;
-    l->close_error =
-        g_error_new(FERRY_ERROR, FERRY_ERROR_AUTH,
-                    "%u wrong codes were tried: the code is closed to protect it; run again for a "
-                    "new code",
-                    l->failures);
-    ferry_signal_client_release(l->sig);
+  if (!g_error_matches(error, FERRY_ERROR, FERRY_ERROR_AUTH))
+    return;
+  /* Partners offer one code: wrong guesses through either count together. */
+  guint failures = ++l->failures + (l->partner != NULL ? l->partner->failures : 0);
+  if (failures >= l->opts->max_failures) {
+    listener_close_code(l, failures);
+    if (l->partner != NULL)
+      listener_close_code(l->partner, failures);
   }
 }
 
@@ -1609,10 +1639,17 @@ listener_attempt_done(FerryListener *l, FerryConnection *c, const GError *error)
 #define QUEUE_NOTICE_MS 5000
 #define QUEUE_EXTRA     8 /* waiting receivers the server may hold for us */
 
+static guint
+listener_busy(const FerryListener *l)
+{
+  return g_hash_table_size(l->attempts) + g_hash_table_size(l->serving);
+}
+
 static gboolean
 listener_full(FerryListener *l)
 {
-  return g_hash_table_size(l->attempts) + g_hash_table_size(l->serving) >= l->opts->max_receivers;
+  guint busy = listener_busy(l) + (l->partner != NULL ? listener_busy(l->partner) : 0);
+  return busy >= l->opts->max_receivers;
 }
 
 static void
@@ -1642,7 +1679,8 @@ queue_notice_cb(gpointer data)
     json_builder_set_member_name(b, "queued");
     json_builder_add_int_value(b, pos);
     json_builder_set_member_name(b, "serving");
-    json_builder_add_int_value(b, g_hash_table_size(l->attempts) + g_hash_table_size(l->serving));
+    json_builder_add_int_value(b, listener_busy(l) +
+                                      (l->partner != NULL ? listener_busy(l->partner) : 0));
     json_builder_end_object(b);
     ferry_signal_client_send(l->sig, w->data, json_builder_get_root(b)); /* takes the node */
   }
@@ -1703,6 +1741,8 @@ conn_release_slot(FerryConnection *c)
   c->slot_of = NULL;
   g_hash_table_remove(l->serving, c);
   listener_schedule_next(l);
+  if (l->partner != NULL)
+    listener_schedule_next(l->partner);
 }
 
 static void
@@ -1811,11 +1851,23 @@ ferry_listener_new(const FerryConnectOptions *options, const FerryListenerHandle
   l->attempts = g_hash_table_new(g_str_hash, g_str_equal);
   l->serving = g_hash_table_new(NULL, NULL);
   g_queue_init(&l->waiting);
-  int rc = ferry_code_generate(&l->code, opts->code_words);
-  if (rc < 0) {
-    ferry_set_error(error, rc, "cannot draw the code's words: %s", ferry_strerror(rc));
-    ferry_listener_free(l);
-    return NULL;
+  if (opts->words != NULL) {
+    /* The number is the server's to give; 1 only makes the text parse. */
+    g_autofree char *text = g_strdup_printf("1-%s", opts->words);
+    FerryCodeDiag diag;
+    if (ferry_code_parse(text, strlen(text), &l->code, &diag) < 0) {
+      ferry_set_error(error, FERRY_ERR_INVALID, "the code words '%s' do not work: %s", opts->words,
+                      diag.message);
+      ferry_listener_free(l);
+      return NULL;
+    }
+  } else {
+    int rc = ferry_code_generate(&l->code, opts->code_words);
+    if (rc < 0) {
+      ferry_set_error(error, rc, "cannot draw the code's words: %s", ferry_strerror(rc));
+      ferry_listener_free(l);
+      return NULL;
+    }
   }
   l->sig = ferry_signal_client_new(opts->url, error);
   if (l->sig == NULL) {
@@ -1827,6 +1879,14 @@ ferry_listener_new(const FerryConnectOptions *options, const FerryListenerHandle
   /* Room on the server for a line of waiting receivers too. */
   ferry_signal_client_claim(l->sig, opts->max_receivers + QUEUE_EXTRA);
   return l;
+}
+
+void
+ferry_listener_share_slots(FerryListener *listener, FerryListener *other)
+{
+  g_return_if_fail(listener != other && listener->partner == NULL && other->partner == NULL);
+  listener->partner = other;
+  other->partner = listener;
 }
 
 const char *
@@ -1853,6 +1913,8 @@ ferry_listener_free(FerryListener *l)
 
   if (l == NULL)
     return;
+  if (l->partner != NULL)
+    l->partner->partner = NULL;
   g_hash_table_iter_init(&it, l->attempts);
   while (g_hash_table_iter_next(&it, NULL, &value)) {
     FerryConnection *c = value;

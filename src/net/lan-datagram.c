@@ -72,7 +72,7 @@ int
 ferry_lan_datagram_parse(const guint8 *data, gsize len, FerryLanDatagram *out)
 {
   Reader r = {data, data + len};
-  guint64 version, nameplate, port = 0, server_nameplate = 0, instance = 0;
+  guint64 version, nameplate, port = 0, server_nameplate = 0, instance = 0, tag = 0;
   FerryLanDatagram d = {0};
 
   if (len > FERRY_LAN_DATAGRAM_MAX)
@@ -96,6 +96,8 @@ ferry_lan_datagram_parse(const guint8 *data, gsize len, FerryLanDatagram *out)
         !read_instance(&r, &instance) || !read_space(&r) ||
         !read_number(&r, FERRY_NAMEPLATE_MAX, &server_nameplate) || server_nameplate == 0)
       return FERRY_ERR_INVALID;
+    if (r.p != r.end && (!read_space(&r) || !read_instance(&r, &tag) || tag == 0))
+      return FERRY_ERR_INVALID;
   }
   if (r.p != r.end)
     return FERRY_ERR_INVALID;
@@ -103,6 +105,7 @@ ferry_lan_datagram_parse(const guint8 *data, gsize len, FerryLanDatagram *out)
   d.port = (guint16)port;
   d.instance = instance;
   d.server_nameplate = (guint32)server_nameplate;
+  d.server_tag = tag;
   *out = d;
   return 0;
 }
@@ -119,8 +122,13 @@ ferry_lan_datagram_format(const FerryLanDatagram *d, char *buf, gsize size)
   } else if (d->kind == FERRY_LAN_ANSWER) {
     if (d->port == 0 || d->server_nameplate < 1 || d->server_nameplate > FERRY_NAMEPLATE_MAX)
       return FERRY_ERR_INVALID;
-    n = g_snprintf(buf, size, MAGIC "1 A %u %u %016" G_GINT64_MODIFIER "x %u", d->nameplate,
-                   d->port, d->instance, d->server_nameplate);
+    if (d->server_tag != 0)
+      n = g_snprintf(buf, size,
+                     MAGIC "1 A %u %u %016" G_GINT64_MODIFIER "x %u %016" G_GINT64_MODIFIER "x",
+                     d->nameplate, d->port, d->instance, d->server_nameplate, d->server_tag);
+    else
+      n = g_snprintf(buf, size, MAGIC "1 A %u %u %016" G_GINT64_MODIFIER "x %u", d->nameplate,
+                     d->port, d->instance, d->server_nameplate);
   } else {
     return FERRY_ERR_INVALID;
   }

@@ -18,6 +18,7 @@
 #include <ferry/lan.h>
 
 #include "net/lan-datagram.h"
+#include "net/signal-client.h"
 
 #define ANNOUNCE_INTERVAL_MS 1000
 #define QUERY_INTERVAL_MS    500
@@ -26,6 +27,30 @@
 #define READ_BURST           32  /* datagrams read per wake-up */
 #define MAX_FOUND            32  /* addresses of senders remembered per lookup */
 #define LAN_NAMEPLATE_MAX    999
+
+/* The tag of a `ferry serve` URL in answers: the first 8 bytes
+ * (big-endian) of SHA-256("ferry-lan-server " + the URL as
+ * ferry_signal_url_normalise() gives it), never 0 (a 0 becomes 1). 0 when
+ * url is NULL or does not parse. */
+static guint64
+server_tag(const char *url)
+{
+  g_autofree char *norm = url != NULL ? ferry_signal_url_normalise(url, NULL) : NULL;
+  guint8 digest[32];
+  gsize len = sizeof digest;
+  guint64 tag = 0;
+
+  if (norm == NULL)
+    return 0;
+  GChecksum *sum = g_checksum_new(G_CHECKSUM_SHA256);
+  g_checksum_update(sum, (const guchar *)"ferry-lan-server ", 17);
+  g_checksum_update(sum, (const guchar *)norm, (gssize)strlen(norm));
+  g_checksum_get_digest(sum, digest, &len);
+  g_checksum_free(sum);
+  for (int i = 0; i < 8; i++)
+    tag = tag << 8 | digest[i];
+  return tag != 0 ? tag : 1;
+}
 
 /* ---- interfaces and sockets ------------------------------------------------ */
 
@@ -270,6 +295,13 @@ announce(gpointer user_data)
 FerryLanAnnouncer *
 ferry_lan_announcer_new(const char *code, guint port, GError **error)
 {
+  return ferry_lan_announcer_new_full(code, port, 0, NULL, error);
+}
+
+FerryLanAnnouncer *
+ferry_lan_announcer_new_full(const char *code, guint port, guint number, const char *server_url,
+                             GError **error)
+{
   FerryCode parsed;
   FerryCodeDiag diag;
   GError *errs[2] = {NULL, NULL};
@@ -286,10 +318,12 @@ ferry_lan_announcer_new(const char *code, guint port, GError **error)
   FerryLanAnnouncer *a = g_new0(FerryLanAnnouncer, 1);
   FerryLanDatagram d = {
       .kind = FERRY_LAN_ANSWER,
-      .nameplate = (guint32)g_random_int_range(1, LAN_NAMEPLATE_MAX + 1),
+      .nameplate =
+          number != 0 ? (guint32)number : (guint32)g_random_int_range(1, LAN_NAMEPLATE_MAX + 1),
       .port = (guint16)port,
       .instance = (guint64)g_random_int() << 32 | g_random_int(),
       .server_nameplate = parsed.nameplate,
+      .server_tag = server_tag(server_url),
   };
   a->nameplate = d.nameplate;
   a->answer_len = (gsize)ferry_lan_datagram_format(&d, a->answer, sizeof a->answer);
@@ -372,8 +406,10 @@ typedef struct {
   GHashTable *joined[2];
   GSource *watch[4];
   GSource *query_timer, *deadline, *grace, *cancelled;
-  GArray *found; /* Found */
-  guint senders; /* distinct instances in found */
+  guint grace_ms; /* how long to wait for others after the first answer */
+  guint64 tag;    /* only answers with this server tag; 0: any */
+  GArray *found;  /* Found */
+  guint senders;  /* distinct instances in found */
 } Lookup;
 
 void
@@ -503,7 +539,8 @@ lookup_datagram(gpointer owner, GSocket *s, GSocketAddress *from, const FerryLan
   Lookup *l = owner;
   int rank;
 
-  if (d->kind != FERRY_LAN_ANSWER || d->nameplate != l->code.nameplate)
+  if (d->kind != FERRY_LAN_ANSWER || d->nameplate != l->code.nameplate ||
+      (l->tag != 0 && d->server_tag != l->tag))
     return;
   char *url = url_for(G_INET_SOCKET_ADDRESS(from), d->port, &rank);
   guint order = l->senders;
@@ -526,12 +563,20 @@ lookup_datagram(gpointer owner, GSocket *s, GSocketAddress *from, const FerryLan
   Found f = {d->instance, order, rank, url, d->server_nameplate};
   g_array_append_val(l->found, f);
   if (l->grace == NULL)
-    l->grace = add_timeout(l->context, GRACE_MS, on_deadline, l);
+    l->grace = add_timeout(l->context, l->grace_ms, on_deadline, l);
 }
 
 void
 ferry_lan_lookup_async(const char *code, guint timeout_ms, GCancellable *cancellable,
                        GAsyncReadyCallback callback, gpointer user_data)
+{
+  ferry_lan_lookup_full_async(code, timeout_ms, GRACE_MS, NULL, cancellable, callback, user_data);
+}
+
+void
+ferry_lan_lookup_full_async(const char *code, guint timeout_ms, guint grace_ms,
+                            const char *server_url, GCancellable *cancellable,
+                            GAsyncReadyCallback callback, gpointer user_data)
 {
   Lookup *l = g_new0(Lookup, 1);
   FerryCodeDiag diag;
@@ -540,6 +585,8 @@ ferry_lan_lookup_async(const char *code, guint timeout_ms, GCancellable *cancell
 
   l->task = g_task_new(NULL, cancellable, callback, user_data);
   g_task_set_source_tag(l->task, ferry_lan_lookup_async);
+  l->grace_ms = grace_ms;
+  l->tag = server_tag(server_url);
   l->context = g_main_context_ref_thread_default();
   l->found = g_array_new(FALSE, TRUE, sizeof(Found));
   if (ferry_code_parse(code, strlen(code), &l->code, &diag) < 0) {
