@@ -38,13 +38,16 @@ typedef struct {
   int drain_timeout;      /* seconds SIGTERM waits for clients to leave */
   int reconnect_grace;    /* seconds a disconnected member may "resume"; 0: off */
   /* HTTP relay (/r/NAME): off unless relay_secret is set or relay_anonymous */
-  char *relay_secret;       /* uploads need it (Bearer or ?token=) */
-  gboolean relay_anonymous; /* uploads need no secret */
-  int relay_ttl;            /* seconds an upload waits for its downloader */
-  int relay_idle_timeout;   /* seconds a relay may move no byte once downloading */
-  guint64 relay_window;     /* bytes held in memory per relay */
-  guint64 relay_max_size;   /* largest file relayed; 0: no limit */
-  guint relay_max;          /* relays at once */
+  char *relay_secret;        /* uploads need it (Bearer or ?token=) */
+  gboolean relay_anonymous;  /* uploads need no secret */
+  int relay_ttl;             /* seconds an upload waits for its downloader */
+  int relay_idle_timeout;    /* seconds a relay may move no byte once downloading */
+  guint64 relay_window;      /* bytes held in memory per relay */
+  guint64 relay_max_size;    /* largest file relayed; 0: no limit */
+  guint relay_max;           /* relays at once */
+  guint relay_max_downloads; /* most downloads=N an upload may ask for */
+  int relay_resume_wait;     /* seconds a cut download may take to resume */
+  double relay_ip_rate;      /* uploads started per IP per minute; 0: no limit */
 } FerryServerConfig;
 
 /* Fills cfg with the documented defaults (strings NULL = default). */

@@ -112,8 +112,9 @@ cmd_serve(int argc, char **argv)
   FerryServerConfig cfg;
   g_autofree char *session_ttl = NULL, *code_ttl = NULL, *idle = NULL, *cred_ttl = NULL;
   g_autofree char *relay_ttl = NULL, *relay_idle = NULL, *relay_window = NULL,
-                  *relay_max_size = NULL;
-  int relay_max = -1;
+                  *relay_max_size = NULL, *relay_resume = NULL;
+  int relay_max = -1, relay_max_downloads = -1;
+  double relay_ip_rate = -1;
   int max_recv = -1, max_sessions = -1, max_conns = -1, max_conns_ip = -1, max_msg = -1;
   int stun_port = -2;
   int drain = -1, grace = -1;
@@ -189,6 +190,12 @@ cmd_serve(int argc, char **argv)
       {"relay-max", 0, 0, G_OPTION_ARG_INT, &relay_max, "Relays at once (default 16)", "N"},
       {"relay-max-size", 0, 0, G_OPTION_ARG_STRING, &relay_max_size,
        "Largest file relayed (default 0: no limit)", "SIZE"},
+      {"relay-max-downloads", 0, 0, G_OPTION_ARG_INT, &relay_max_downloads,
+       "Most downloads one link may serve (its downloads=N; default 10)", "N"},
+      {"relay-resume-wait", 0, 0, G_OPTION_ARG_STRING, &relay_resume,
+       "How long a broken download may take to resume with Range (default 60s)", "DURATION"},
+      {"relay-ip-rate", 0, 0, G_OPTION_ARG_DOUBLE, &relay_ip_rate,
+       "Relay uploads started per minute per client address (default 30; 0: no limit)", "N"},
       G_OPTION_ENTRY_NULL,
   };
   if (!cli_parse(&argc, &argv, "- run the rendezvous server", NULL,
@@ -217,6 +224,8 @@ cmd_serve(int argc, char **argv)
       (relay_idle &&
        !parse_duration("--relay-idle-timeout", relay_idle, &cfg.relay_idle_timeout)) ||
       (relay_window && !parse_size("--relay-window", relay_window, FALSE, &cfg.relay_window)) ||
+      (relay_resume &&
+       !parse_duration("--relay-resume-wait", relay_resume, &cfg.relay_resume_wait)) ||
       (relay_max_size &&
        !parse_size("--relay-max-size", relay_max_size, TRUE, &cfg.relay_max_size)))
     return FERRY_EXIT_USAGE;
@@ -241,6 +250,7 @@ cmd_serve(int argc, char **argv)
       {"--max-connections-per-ip", max_conns_ip, 1, G_MAXINT, &cfg.max_connections_per_ip},
       {"--max-message-bytes", max_msg, 256, 1024 * 1024, &cfg.max_message_bytes},
       {"--relay-max", relay_max, 1, 100000, &cfg.relay_max},
+      {"--relay-max-downloads", relay_max_downloads, 1, 1000, &cfg.relay_max_downloads},
   };
   for (size_t i = 0; i < G_N_ELEMENTS(ints); i++) {
     if (ints[i].value == -1)
@@ -259,6 +269,8 @@ cmd_serve(int argc, char **argv)
     cfg.message_rate = msg_rate;
   if (ip_join >= 0)
     cfg.ip_join_rate = ip_join;
+  if (relay_ip_rate >= 0)
+    cfg.relay_ip_rate = relay_ip_rate;
   if (drain >= 0)
     cfg.drain_timeout = drain;
   if (grace >= 0)

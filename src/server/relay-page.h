@@ -1,6 +1,11 @@
 /* The HTML a browser sees at /r/NAME (docs/protocol.md §10): what is on
- * offer and a button to fetch it. Everything is inline; the page loads
- * nothing from anywhere else. */
+ * offer and a button to fetch it. A file's or a folder's page is plain
+ * links (the folder's button asks for a zip, a second link for the tar)
+ * and has no script. An encrypted link's page (§10.7) decrypts in the
+ * browser with WebCrypto, with the key from the URL fragment, streaming to
+ * disk through the service worker /relay-sw.js (also served from here) or,
+ * without one, through memory. Everything is inline or comes from this
+ * server; the pages load nothing from anywhere else. */
 #ifndef FERRY_SERVER_RELAY_PAGE_H
 #define FERRY_SERVER_RELAY_PAGE_H
 
@@ -14,12 +19,14 @@ typedef struct {
 } FerryRelayPage;
 
 /* Returns the landing page for page (free with g_free()) and sets *csp to
- * the Content-Security-Policy it needs (static, not freed). */
+ * the Content-Security-Policy it needs (static, not freed): no script for
+ * a file or folder, the page's own inline script (by hash) and this
+ * server for an encrypted link. */
 char *ferry_relay_page_render(const FerryRelayPage *page, const char **csp);
 
 /* SoupServer handler for GET /relay-sw.js: the service worker an
- * encrypted link's landing page registers to decrypt a download as it
- * streams to disk. */
+ * encrypted link's landing page registers (scope /r/) to decrypt a
+ * download as it streams to disk. Other methods get 405. */
 void ferry_relay_page_worker_handler(SoupServer *soup, SoupServerMessage *msg, const char *path,
                                      GHashTable *query, gpointer user_data);
 

@@ -1,37 +1,57 @@
-/* The HTTP relay: one upload streamed to one download (see relay.h).
+/* The HTTP relay: one upload streamed to its downloads (see relay.h).
  *
- * A Relay joins an upload message (PUT or multipart POST to /r/NAME) and,
- * once one comes, a download message (GET /r/NAME). libsoup hands us the
- * upload body in 8 KiB "got-chunk" signals (the body is not accumulated);
- * the bytes are gathered into chunks of STAGE_CHUNK, queued until the
- * downloader comes, then appended to its response body, which libsoup
- * writes out and drops ("wrote-body-data"). `held` counts every byte the
- * server has but the downloader has not been sent: when it reaches the
- * window the upload is paused (libsoup stops reading the socket, so TCP
- * pushes back on the uploader), and it resumes at half the window.
+ * libsoup reads the request line and headers; once they pass the checks
+ * (the early handler for uploads, the handler for downloads) the relay
+ * takes the connection over (relay-conn.c) and moves the bytes itself:
+ * libsoup's 8 KiB body signals cost more than the copy they carry.
  *
- * An upload's answer is the end of the story: 200 once the downloader has
- * every byte, or an error naming what went wrong. While its body is still
- * being read libsoup cannot answer, so a failure then takes the connection
- * over, writes the error itself and drains the rest (lingering close) so
- * the client reads the error rather than a reset. A download that cannot
- * be finished (the uploader vanished) is cut without the final bytes,
- * which every HTTP client reports as an incomplete transfer. */
+ * The upload's body (its Content-Length, chunked framing and multipart
+ * form decoded here) goes into a ring of --relay-window bytes. Every byte
+ * of the ring has an absolute offset in the file: [base, end) is held.
+ * Each download sends from its own position; bytes behind the slowest
+ * download in progress stay as history, so a download that broke can
+ * come back with "Range: bytes=N-" while byte N is still held, and are
+ * overwritten only when the upload needs the room. The window thus bounds
+ * history and unsent bytes together; when it is full of bytes some
+ * download still needs, the upload is not read (TCP pushes back on the
+ * uploader). Before any download, and between downloads while more may
+ * come, nothing is dropped, so byte 0 stays for the next downloader.
+ *
+ * Everything is non-blocking and level-triggered on the main context:
+ * whenever a connection of a relay is ready, relay_pump() reads what fits,
+ * writes what each download can take, and says what to wait for next.
+ *
+ * The upload's answer is the end of the story: 200 once the downloads
+ * have every byte, or an error naming what went wrong, written on the
+ * connection, which is then closed after the client closes or 5 s (it may
+ * still be sending its body). A download that cannot be finished is cut
+ * without its final bytes (or last chunk), which every HTTP client
+ * reports as an incomplete transfer. */
+#include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 
 #include <gio/gio.h>
 #include <libsoup/soup.h>
 #include <sodium.h>
 
+#include "ferry-config.h"
+
+#include "server/ratelimit.h"
+#include "server/relay-chunked.h"
+#include "server/relay-conn.h"
 #include "server/relay-multipart.h"
 #include "server/relay-page.h"
+#include "server/relay-zip.h"
 #include "server/relay.h"
 
-#define STAGE_CHUNK       (256 * 1024)
+#define READ_PIECE        (4 * 1024 * 1024)  /* most bytes one recv asks for */
+#define PUMP_BUDGET       (16 * 1024 * 1024) /* most bytes one pump moves per connection */
+#define DECODE_PIECE      (256 * 1024)       /* raw bytes read for the chunked/form decoders */
+#define DECODE_SLACK      256                /* a form may release held-back bytes */
+#define CHUNK_OUT         (1024 * 1024)      /* largest chunk a chunked download writes */
+#define ZIP_FEED          (256 * 1024)       /* tar bytes turned into zip at a time */
 #define LINGER_SECONDS    5
-#define SWEEP_INTERVAL_S  1
-#define RELAY_DATA_KEY    "ferry-relay"
+#define TICK_MS           500
 #define ENABLE_RELAY_HINT "start ferry serve with --relay-secret SECRET (or FERRY_RELAY_SECRET)"
 
 typedef struct Relay Relay;
@@ -39,49 +59,90 @@ typedef struct Relay Relay;
 struct _FerryRelayHub {
   char *secret; /* NULL: no secret */
   gboolean anonymous;
+  gboolean trust_proxy;
   int ttl;
   int idle_timeout;
+  int resume_wait;
   guint64 window;
   guint64 max_size;
   guint max;
+  guint max_downloads;
+  double ip_rate; /* uploads per minute per client address; 0: no limit */
   FerryMetrics *metrics;
   GHashTable *relays; /* name → Relay (a reference) */
+  GHashTable *ips;    /* client address → FerryBucket */
   GSList *lingering;  /* Linger */
-  guint sweep_id;
-  guint64 started, completed, failed, bytes;
+  guint tick_id;
+  guint ticks;
+  gboolean draining;
+  GSourceFunc idle;
+  gpointer idle_data;
+  guint64 started, completed, failed, bytes, downloads, resumed;
 };
+
+typedef enum { DOWN_ACTIVE, DOWN_CUT, DOWN_DONE, DOWN_FAILED } DownState;
+
+typedef struct {
+  Relay *r;
+  FerryRelayConn *conn;
+  DownState state;
+  GByteArray *pend; /* response headers and chunk framing, before more body */
+  gsize pend_off;
+  guint64 pos;      /* offset of the next file byte to send */
+  gboolean chunked; /* no length known: chunked framing */
+  gboolean in_chunk;
+  guint64 chunk_left;
+  gboolean ending; /* the last chunk (or the last byte) is queued */
+  gint64 cut_us;
+  FerryTarZip *zip; /* ?format=zip: the tar becomes a zip on the way */
+  GByteArray *zout; /* zip bytes made, sent from zout_off */
+  gsize zout_off;
+  gboolean zip_finished;
+} Down;
+
+typedef enum { FRAME_LENGTH, FRAME_CHUNKED } Framing;
+
+typedef enum { STATE_WAITING, STATE_SENDING, STATE_DONE, STATE_FAILED } RelayState;
 
 struct Relay {
   FerryRelayHub *hub;
   int refs;
   char *name;
   gboolean listed; /* in hub->relays: the name is taken */
+  RelayState state;
+  char *error;
 
-  SoupServerMessage *up; /* a reference; NULL once answered or cut */
-  FerryMultipart *mp;    /* multipart POST */
-  gint64 length;         /* file size from the PUT's Content-Length; -1 unknown */
+  /* the upload */
+  FerryRelayConn *up; /* NULL once answered or gone */
+  Framing framing;
+  guint64 body_left; /* FRAME_LENGTH: body bytes still to come */
+  FerryChunked chunked;
+  FerryMultipart *mp;
+  gboolean body_done;
+  guint8 *raw; /* DECODE_PIECE bytes for the decoders */
+  gboolean folder, encrypted;
+  guint downloads_max;
+
+  /* the file */
+  gint64 length; /* -1 until known */
   guint64 received;
-  gboolean eof;        /* every byte of the file has arrived */
-  gboolean up_paused;  /* we paused its body: the window is full */
-  gboolean body_done;  /* libsoup has read the whole request body */
-  gboolean up_waiting; /* its handler ran and paused it: the answer waits */
-  gboolean delivered;  /* the download ended well before the handler ran */
+  gboolean eof;
+  guint8 *ring;
+  guint64 base, end; /* held: [base, end) at ring[offset % window] */
 
-  SoupServerMessage *down; /* a reference; NULL before a downloader and after */
-  gboolean down_came;      /* one download per link */
-  guint64 sent;
-  guint64 out_pending; /* appended to the download body, not yet written */
+  /* the downloads */
+  GPtrArray *downs; /* Down */
+  guint downloads_started, downloads_done;
 
-  GByteArray *stage; /* received, not yet a chunk */
-  GQueue queued;     /* GBytes chunks waiting for the downloader */
-  guint64 held;      /* stage + queued + out_pending */
-
+  GPtrArray *watchers; /* SoupServerMessage of ?status=1 streams */
   gint64 created_us;
   gint64 progress_us;
-  gboolean done; /* counted as completed or failed */
+  gboolean pumping;
 };
 
-/* --- answers --- */
+static void relay_pump(Relay *r);
+
+/* --- answers through libsoup --- */
 
 /* A text answer: the problem and the fix, one line. slug (may be NULL)
  * counts it under ferry_refusals_total. */
@@ -97,30 +158,33 @@ answer_text(FerryRelayHub *hub, SoupServerMessage *msg, guint status, const char
   }
   soup_message_headers_replace(soup_server_message_get_response_headers(msg), "Cache-Control",
                                "no-store");
+  /* A refused upload's body was never read: the connection cannot carry
+   * another request, and a client waiting on 100-continue learns so. */
+  if (soup_server_message_get_method(msg) != SOUP_METHOD_GET)
+    soup_message_headers_replace(soup_server_message_get_response_headers(msg), "Connection",
+                                 "close");
   soup_server_message_set_status(msg, status, NULL);
   soup_server_message_set_response(msg, "text/plain; charset=utf-8", SOUP_MEMORY_TAKE, body,
                                    strlen(body));
 }
 
-/* --- lingering close of a connection we took over --- */
+/* --- closing a connection we own: a last answer, then lingering --- */
 
 typedef struct {
   FerryRelayHub *hub;
-  GIOStream *stream;
-  GSource *source;
+  FerryRelayConn *conn;
+  GByteArray *out;
+  gsize off;
+  gboolean shut;
   guint timer;
 } Linger;
 
 static void
 linger_free(Linger *l)
 {
-  if (l->source != NULL) {
-    g_source_destroy(l->source);
-    g_source_unref(l->source);
-  }
   g_clear_handle_id(&l->timer, g_source_remove);
-  g_io_stream_close(l->stream, NULL, NULL);
-  g_object_unref(l->stream);
+  ferry_relay_conn_free(l->conn);
+  g_byte_array_unref(l->out);
   g_free(l);
 }
 
@@ -140,72 +204,67 @@ linger_timeout(gpointer user_data)
   return G_SOURCE_REMOVE;
 }
 
-static gboolean
-linger_readable(GObject *stream, gpointer user_data)
+/* Writes what is left of the answer, then reads and drops what the client
+ * still sends until it closes: closing with unread bytes would reset the
+ * connection, and the client could lose the answer. */
+static void
+linger_ready(FerryRelayConn *conn, gpointer user_data)
 {
   Linger *l = user_data;
-  guint8 buf[16384];
-  GError *error = NULL;
-  gssize n;
-
-  while ((n = g_pollable_input_stream_read_nonblocking(G_POLLABLE_INPUT_STREAM(stream), buf,
-                                                       sizeof buf, NULL, &error)) > 0)
-    ;
-  if (n < 0 && g_error_matches(error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK)) {
-    g_error_free(error);
-    return G_SOURCE_CONTINUE;
+  while (l->off < l->out->len) {
+    gssize n = ferry_relay_conn_write(conn, l->out->data + l->off, l->out->len - l->off);
+    if (n == FERRY_RELAY_IO_AGAIN) {
+      ferry_relay_conn_want(conn, G_IO_OUT);
+      return;
+    }
+    if (n < 0) {
+      linger_end(l);
+      return;
+    }
+    l->off += (gsize)n;
   }
-  g_clear_error(&error);
-  g_source_unref(l->source);
-  l->source = NULL;
+  if (!l->shut) {
+    l->shut = TRUE;
+    ferry_relay_conn_shutdown_write(conn);
+  }
+  guint8 buf[16384];
+  gssize n;
+  while ((n = ferry_relay_conn_read(conn, buf, sizeof buf)) > 0)
+    ;
+  if (n == FERRY_RELAY_IO_AGAIN) {
+    ferry_relay_conn_want(conn, G_IO_IN);
+    return;
+  }
   linger_end(l);
-  return G_SOURCE_REMOVE;
 }
 
-/* Takes msg's connection from libsoup; with a response (status > 0) writes
- * it, then reads and drops what the client still sends until it closes or
- * LINGER_SECONDS pass. Without one the connection is just closed. */
+/* Takes conn: writes response (may be NULL: just the end of the stream),
+ * then lingers as above for at most LINGER_SECONDS. */
 static void
-take_over_and_close(FerryRelayHub *hub, SoupServerMessage *msg, guint status, const char *text)
+linger_start(FerryRelayHub *hub, FerryRelayConn *conn, GByteArray *response)
 {
-  g_object_ref(msg);
-  /* Cutting: shut the socket first, or libsoup, letting go of a chunked
-   * body, writes its last chunk and the cut transfer looks complete. */
-  GSocket *cut = status == 0 ? soup_server_message_get_socket(msg) : NULL;
-  if (cut != NULL)
-    g_socket_shutdown(cut, TRUE, TRUE, NULL);
-  GIOStream *stream = soup_server_message_steal_connection(msg);
-  g_object_unref(msg);
-  if (stream == NULL)
-    return;
-  if (status == 0) {
-    g_io_stream_close(stream, NULL, NULL);
-    g_object_unref(stream);
-    return;
-  }
-  char *resp = g_strdup_printf("HTTP/1.1 %u %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
-                               "Content-Length: %zu\r\nConnection: close\r\n\r\n%s\n",
-                               status, soup_status_get_phrase(status), strlen(text) + 1, text);
-  GOutputStream *out = g_io_stream_get_output_stream(stream);
-  if (G_IS_POLLABLE_OUTPUT_STREAM(out))
-    g_pollable_output_stream_write_nonblocking(G_POLLABLE_OUTPUT_STREAM(out), resp, strlen(resp),
-                                               NULL, NULL);
-  g_free(resp);
-  GSocket *sock = g_object_get_data(G_OBJECT(stream), "GSocket");
-  if (sock != NULL && G_IS_SOCKET_CONNECTION(stream))
-    g_socket_shutdown(sock, FALSE, TRUE, NULL);
-
-  GInputStream *in = g_io_stream_get_input_stream(stream);
   Linger *l = g_new0(Linger, 1);
   l->hub = hub;
-  l->stream = stream;
-  if (G_IS_POLLABLE_INPUT_STREAM(in)) {
-    l->source = g_pollable_input_stream_create_source(G_POLLABLE_INPUT_STREAM(in), NULL);
-    g_source_set_callback(l->source, (GSourceFunc)(void (*)(void))linger_readable, l, NULL);
-    g_source_attach(l->source, g_main_context_get_thread_default());
-  }
+  l->conn = conn;
+  l->out = response != NULL ? response : g_byte_array_new();
   l->timer = g_timeout_add_seconds(LINGER_SECONDS, linger_timeout, l);
   hub->lingering = g_slist_prepend(hub->lingering, l);
+  ferry_relay_conn_set_ready(conn, linger_ready, l);
+  linger_ready(conn, l);
+}
+
+/* A whole text/plain response on a connection we own. */
+static GByteArray *
+text_response(guint status, const char *slug, const char *text)
+{
+  char *head = g_strdup_printf("HTTP/1.1 %u %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                               "Content-Length: %zu\r\nCache-Control: no-store\r\n"
+                               "%s%s%sConnection: close\r\n\r\n%s\n",
+                               status, soup_status_get_phrase(status), strlen(text) + 1,
+                               slug != NULL ? "X-Ferry-Error-Code: " : "", slug != NULL ? slug : "",
+                               slug != NULL ? "\r\n" : "", text);
+  GByteArray *out = g_byte_array_new_take((guint8 *)head, strlen(head));
+  return out;
 }
 
 /* --- relays --- */
@@ -218,192 +277,300 @@ relay_ref(Relay *r)
 }
 
 static void
+down_free(Down *d)
+{
+  ferry_relay_conn_free(d->conn);
+  g_byte_array_unref(d->pend);
+  if (d->zip != NULL)
+    ferry_tar_zip_free(d->zip);
+  if (d->zout != NULL)
+    g_byte_array_unref(d->zout);
+  g_free(d);
+}
+
+static void
 relay_unref(Relay *r)
 {
   if (--r->refs > 0)
     return;
-  g_queue_clear_full(&r->queued, (GDestroyNotify)g_bytes_unref);
-  g_byte_array_unref(r->stage);
+  g_ptr_array_unref(r->downs);
+  g_ptr_array_unref(r->watchers);
+  ferry_relay_conn_free(r->up);
   ferry_multipart_free(r->mp);
+  g_free(r->raw);
+  g_free(r->ring);
+  g_free(r->error);
   g_free(r->name);
   g_free(r);
 }
 
-/* Frees the name for a new upload. */
+static const char *
+state_name(RelayState s)
+{
+  switch (s) {
+  case STATE_WAITING:
+    return "waiting";
+  case STATE_SENDING:
+    return "sending";
+  case STATE_DONE:
+    return "done";
+  default:
+    return "failed";
+  }
+}
+
+/* Bytes the furthest download has been sent (the "delivered" of the
+ * status stream). */
+static guint64
+relay_delivered(const Relay *r)
+{
+  guint64 most = 0;
+  for (guint i = 0; i < r->downs->len; i++) {
+    const Down *d = r->downs->pdata[i];
+    most = MAX(most, d->pos);
+  }
+  return most;
+}
+
+static void
+json_escape(GString *s, const char *text)
+{
+  for (const char *p = text; *p != '\0'; p++) {
+    guchar c = (guchar)*p;
+    if (c == '"' || c == '\\')
+      g_string_append_printf(s, "\\%c", c);
+    else if (c < 0x20)
+      g_string_append_printf(s, "\\u%04x", c);
+    else
+      g_string_append_c(s, (char)c);
+  }
+}
+
+/* One line of the status stream (docs/protocol.md §10.5). */
+static char *
+status_line(const Relay *r)
+{
+  GString *s = g_string_new("{\"name\":\"");
+  json_escape(s, r->name);
+  g_string_append_printf(
+      s,
+      "\",\"state\":\"%s\",\"received\":%" G_GUINT64_FORMAT ",\"delivered\":%" G_GUINT64_FORMAT
+      ",\"downloads_started\":%u,\"downloads_done\":%u,\"size\":%" G_GINT64_FORMAT,
+      state_name(r->state), r->received, relay_delivered(r), r->downloads_started,
+      r->downloads_done, r->length);
+  if (r->error != NULL) {
+    g_string_append(s, ",\"error\":\"");
+    json_escape(s, r->error);
+    g_string_append_c(s, '"');
+  }
+  g_string_append(s, "}\n");
+  return g_string_free(s, FALSE);
+}
+
+static void
+on_watcher_finished(SoupServerMessage *msg, gpointer user_data)
+{
+  Relay *r = user_data;
+  g_signal_handlers_disconnect_by_data(msg, r);
+  g_ptr_array_remove_fast(r->watchers, msg); /* drops the reference */
+  relay_unref(r);
+}
+
+/* Sends a status line to every watcher; the last one ends their streams. */
+static void
+relay_notify(Relay *r)
+{
+  if (r->watchers->len == 0)
+    return;
+  char *line = status_line(r);
+  gboolean last = r->state == STATE_DONE || r->state == STATE_FAILED;
+  for (guint i = 0; i < r->watchers->len; i++) {
+    SoupServerMessage *msg = r->watchers->pdata[i];
+    SoupMessageBody *body = soup_server_message_get_response_body(msg);
+    soup_message_body_append(body, SOUP_MEMORY_COPY, line, strlen(line));
+    if (last)
+      soup_message_body_complete(body);
+    soup_server_message_unpause(msg);
+  }
+  g_free(line);
+}
+
+static void
+relay_set_state(Relay *r, RelayState state)
+{
+  if (r->state == state)
+    return;
+  r->state = state;
+  relay_notify(r);
+}
+
+/* Frees the name for a new upload; tells a draining hub when the last
+ * relay is over. */
 static void
 relay_unlist(Relay *r)
 {
   if (!r->listed)
     return;
   r->listed = FALSE;
-  g_hash_table_remove(r->hub->relays, r->name); /* drops the table's reference */
-}
-
-static void
-relay_count_end(Relay *r, gboolean ok)
-{
-  if (r->done)
-    return;
-  r->done = TRUE;
-  if (ok)
-    r->hub->completed++;
-  else
-    r->hub->failed++;
-}
-
-/* Lets go of the upload message: no more signals reach this relay. */
-static SoupServerMessage *
-detach_up(Relay *r)
-{
-  SoupServerMessage *up = r->up;
-  if (up == NULL)
-    return NULL;
-  r->up = NULL;
-  g_signal_handlers_disconnect_by_data(up, r);
-  g_object_set_data(G_OBJECT(up), RELAY_DATA_KEY, NULL);
-  relay_unref(r);
-  return up; /* the caller owns the message reference */
-}
-
-static SoupServerMessage *
-detach_down(Relay *r)
-{
-  SoupServerMessage *down = r->down;
-  if (down == NULL)
-    return NULL;
-  r->down = NULL;
-  g_signal_handlers_disconnect_by_data(down, r);
-  relay_unref(r);
-  return down;
-}
-
-/* Tells the uploader how it ended: status and text. After its handler ran
- * that is an ordinary answer; while its body is still coming the
- * connection is taken over (see the top of this file). */
-static void
-finish_upload(Relay *r, guint status, const char *slug, const char *text)
-{
-  gboolean waiting = r->up_waiting, body_done = r->body_done;
-  SoupServerMessage *up = detach_up(r);
-  if (up == NULL)
-    return;
-  if (body_done) {
-    /* Set before the handler runs, the answer makes libsoup skip it. */
-    answer_text(r->hub, up, status, slug, text);
-    if (waiting)
-      soup_server_message_unpause(up);
-  } else {
-    if (slug != NULL)
-      ferry_metrics_refusal(r->hub->metrics, slug);
-    take_over_and_close(r->hub, up, status, text);
+  FerryRelayHub *hub = r->hub;
+  g_hash_table_remove(hub->relays, r->name); /* drops the table's reference */
+  if (hub->draining && g_hash_table_size(hub->relays) == 0 && hub->idle != NULL) {
+    GSourceFunc idle = hub->idle;
+    hub->idle = NULL;
+    idle(hub->idle_data);
   }
-  g_object_unref(up);
 }
 
-/* Ends a relay that cannot go on: the uploader hears status and text, a
- * downloader's transfer is cut short, and the name is free again. */
+/* Ends the relay: the uploader hears status and text (status 0: the
+ * connection is just closed), downloads still running are cut, watchers
+ * hear the end, and the name is free again. */
+static void
+relay_end(Relay *r, gboolean ok, guint status, const char *slug, const char *text)
+{
+  FerryRelayHub *hub = r->hub;
+  if (r->state == STATE_DONE || r->state == STATE_FAILED)
+    return;
+  relay_ref(r);
+  g_info("event=relay-%s name=%s received=%" G_GUINT64_FORMAT " delivered=%" G_GUINT64_FORMAT
+         " reason=%s",
+         ok ? "done" : "fail", r->name, r->received, relay_delivered(r), slug ? slug : "ok");
+  if (ok)
+    hub->completed++;
+  else
+    hub->failed++;
+  if (slug != NULL)
+    ferry_metrics_refusal(hub->metrics, slug);
+  if (!ok)
+    r->error = g_strdup(text);
+  if (r->up != NULL) {
+    FerryRelayConn *up = g_steal_pointer(&r->up);
+    if (status == 0)
+      ferry_relay_conn_free(up);
+    else
+      linger_start(hub, up, text_response(status, slug, text));
+  }
+  for (guint i = 0; i < r->downs->len; i++) {
+    Down *d = r->downs->pdata[i];
+    if (d->conn != NULL && d->state != DOWN_DONE)
+      g_clear_pointer(&d->conn, ferry_relay_conn_free);
+    if (d->state == DOWN_ACTIVE || d->state == DOWN_CUT)
+      d->state = DOWN_FAILED;
+  }
+  g_clear_pointer(&r->ring, g_free);
+  relay_set_state(r, ok ? STATE_DONE : STATE_FAILED);
+  /* Their last line is queued: libsoup writes it and ends the streams. */
+  for (guint i = 0; i < r->watchers->len; i++) {
+    g_signal_handlers_disconnect_by_data(r->watchers->pdata[i], r);
+    relay_unref(r);
+  }
+  g_ptr_array_set_size(r->watchers, 0);
+  relay_unlist(r);
+  relay_unref(r);
+}
+
 static void
 relay_fail(Relay *r, guint status, const char *slug, const char *text)
 {
-  relay_ref(r);
-  g_info("event=relay-fail name=%s received=%" G_GUINT64_FORMAT " sent=%" G_GUINT64_FORMAT
-         " reason=%s",
-         r->name, r->received, r->sent, slug);
-  relay_count_end(r, FALSE);
-  relay_unlist(r);
-  finish_upload(r, status, slug, text);
-  SoupServerMessage *down = detach_down(r);
-  if (down != NULL) {
-    take_over_and_close(r->hub, down, 0, NULL);
-    g_object_unref(down);
-  }
-  relay_unref(r);
+  relay_end(r, FALSE, status, slug, text);
 }
 
-/* Hands staged bytes on: to the downloader's body when there is one
- * (waking its writer if it had run dry), else to the queue. */
-static void
-flush_stage(Relay *r)
+/* The lowest offset some download may still need: bytes below it can be
+ * overwritten. Without a download in progress nothing is dropped while
+ * another download may still come. */
+static guint64
+relay_floor(const Relay *r)
 {
-  if (r->stage->len == 0)
-    return;
-  GBytes *chunk = g_byte_array_free_to_bytes(r->stage);
-  r->stage = g_byte_array_sized_new(STAGE_CHUNK);
-  if (r->down == NULL) {
-    g_queue_push_tail(&r->queued, chunk);
-    return;
+  guint64 floor = G_MAXUINT64;
+  for (guint i = 0; i < r->downs->len; i++) {
+    const Down *d = r->downs->pdata[i];
+    if (d->state == DOWN_ACTIVE || d->state == DOWN_CUT)
+      floor = MIN(floor, d->pos);
   }
-  gboolean idle = r->out_pending == 0;
-  r->out_pending += g_bytes_get_size(chunk);
-  soup_message_body_append_bytes(soup_server_message_get_response_body(r->down), chunk);
-  g_bytes_unref(chunk);
-  if (idle)
-    soup_server_message_unpause(r->down);
+  if (floor != G_MAXUINT64)
+    return floor;
+  return r->downloads_started < r->downloads_max ? r->base : r->end;
 }
 
-/* The file is complete: everything staged goes out and the download body
- * is closed (libsoup then writes the last chunk of a chunked answer). */
+/* How many more file bytes may be read now. Before the first download
+ * the whole window may fill; once downloads run, the upload reads ahead
+ * of the slowest by at most half the window, so at least the other half
+ * stays as history a broken download can resume from. */
+static guint64
+relay_room(const Relay *r)
+{
+  guint64 floor = MAX(relay_floor(r), r->base);
+  guint64 ahead = r->end - MIN(floor, r->end);
+  guint64 limit = r->downloads_started > 0 ? r->hub->window / 2 : r->hub->window;
+  return limit > ahead ? limit - ahead : 0;
+}
+
+/* Appends file bytes at `end`, overwriting the oldest history if needed
+ * (the caller checked relay_room()). */
+static void
+ring_append(Relay *r, const guint8 *data, gsize len)
+{
+  guint64 window = r->hub->window;
+  while (len > 0) {
+    gsize at = (gsize)(r->end % window);
+    gsize n = MIN(len, (gsize)window - at);
+    memcpy(r->ring + at, data, n);
+    data += n;
+    len -= n;
+    r->end += n;
+  }
+  if (r->end - r->base > window)
+    r->base = r->end - window;
+}
+
+/* The file is complete: downloads can write their last bytes. */
 static void
 relay_eof(Relay *r)
 {
   if (r->eof)
     return;
   r->eof = TRUE;
-  r->length = (gint64)r->received;
-  flush_stage(r);
-  if (r->down != NULL) {
-    soup_message_body_complete(soup_server_message_get_response_body(r->down));
-    soup_server_message_unpause(r->down);
-  }
+  r->length = (gint64)r->end;
+  relay_notify(r);
 }
 
-static void
-relay_input(Relay *r, const guint8 *data, gsize len)
+/* Counts n decoded file bytes; FALSE (and the relay failed) when they
+ * take the file over --relay-max-size. */
+static gboolean
+relay_count_input(Relay *r, gsize n)
 {
   FerryRelayHub *hub = r->hub;
-
-  if (r->up == NULL || r->eof)
-    return;
-  if (hub->max_size > 0 && r->received + len > hub->max_size) {
+  if (hub->max_size > 0 && r->received + n > hub->max_size) {
     char *text = g_strdup_printf("%s is larger than this server's relay limit of %" G_GUINT64_FORMAT
                                  " bytes (--relay-max-size); send it with ferry send, or split it",
                                  r->name, hub->max_size);
     relay_fail(r, SOUP_STATUS_REQUEST_ENTITY_TOO_LARGE, "relay-too-large", text);
     g_free(text);
-    return;
+    return FALSE;
   }
-  g_byte_array_append(r->stage, data, (guint)len);
-  r->received += len;
-  r->held += len;
+  r->received += n;
   r->progress_us = g_get_monotonic_time();
-  if (r->stage->len >= STAGE_CHUNK || (r->down != NULL && r->out_pending == 0))
-    flush_stage(r);
-  if (r->held >= hub->window && !r->up_paused && r->up != NULL) {
-    r->up_paused = TRUE;
-    soup_server_message_pause(r->up);
-  }
+  return TRUE;
 }
 
 static void
-on_multipart_data(const guint8 *data, gsize len, gpointer user_data)
-{
-  relay_input(user_data, data, len);
-}
-
-static void
-on_up_chunk(SoupServerMessage *msg, GBytes *chunk, gpointer user_data)
+on_file_bytes(const guint8 *data, gsize len, gpointer user_data)
 {
   Relay *r = user_data;
-  gsize len;
-  const guint8 *data = g_bytes_get_data(chunk, &len);
+  if (r->eof || r->ring == NULL || len == 0 || !relay_count_input(r, len))
+    return;
+  ring_append(r, data, len);
+}
 
+static void
+on_body_bytes(const guint8 *data, gsize len, gpointer user_data)
+{
+  Relay *r = user_data;
   if (r->mp == NULL) {
-    relay_input(r, data, len);
+    on_file_bytes(data, len, r);
     return;
   }
-  relay_ref(r);
   int rc = ferry_multipart_feed(r->mp, data, len);
-  if (rc < 0 && r->up != NULL) {
+  if (rc < 0) {
     relay_fail(r, SOUP_STATUS_BAD_REQUEST, "relay-bad-form",
                rc == FERRY_ERR_TOO_LONG
                    ? "a part's headers in this form are over 8 KiB; upload with curl -T FILE or "
@@ -413,173 +580,336 @@ on_up_chunk(SoupServerMessage *msg, GBytes *chunk, gpointer user_data)
   } else if (ferry_multipart_file_done(r->mp)) {
     relay_eof(r);
   }
-  relay_unref(r);
 }
 
-/* libsoup 3.2 takes a chunked body cut at a chunk boundary (the client
- * died) for a complete one. A client that really finished waits for our
- * answer with its connection open; one that died has closed it, and the
- * end of its stream is all that is left to read. */
-static gboolean
-peer_closed(SoupServerMessage *msg)
-{
-  GSocket *sock = soup_server_message_get_socket(msg);
-  char c;
-  return sock != NULL && recv(g_socket_get_fd(sock), &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
-}
-
+/* The request body has been read to its end. */
 static void
-on_up_body(SoupServerMessage *msg, gpointer user_data)
+up_body_done(Relay *r)
 {
-  Relay *r = user_data;
-
   r->body_done = TRUE;
-  if (soup_message_headers_get_encoding(soup_server_message_get_request_headers(msg)) !=
-          SOUP_ENCODING_CONTENT_LENGTH &&
-      peer_closed(msg)) {
-    relay_fail(r, SOUP_STATUS_BAD_REQUEST, "relay-upload-cut",
-               "the upload ended without its last chunk; upload again");
-    return;
-  }
-  if (r->mp != NULL && ferry_multipart_finish(r->mp) != 0) {
+  if (r->mp != NULL && !ferry_multipart_file_done(r->mp)) {
     int rc = ferry_multipart_finish(r->mp);
-    relay_fail(r, SOUP_STATUS_BAD_REQUEST, "relay-bad-form",
-               rc == FERRY_ERR_NOT_FOUND
-                   ? "this form has no file in it; upload with curl -F file=@FILE (or curl -T "
-                     "FILE)"
-                   : "this form ended inside its file part; upload again");
-    return;
+    if (rc != 0) {
+      relay_fail(r, SOUP_STATUS_BAD_REQUEST, "relay-bad-form",
+                 rc == FERRY_ERR_NOT_FOUND
+                     ? "this form has no file in it; upload with curl -F file=@FILE (or curl -T "
+                       "FILE)"
+                     : "this form ended inside its file part; upload again");
+      return;
+    }
   }
   relay_eof(r);
 }
 
-/* The upload message ended before we answered it: the uploader went away
- * (or libsoup gave up on its connection). */
-static void
-on_up_finished(SoupServerMessage *msg, gpointer user_data)
+/* Reads the upload while the window has room. FALSE once the relay ended. */
+static gboolean
+up_pump(Relay *r)
 {
-  Relay *r = user_data;
-  relay_ref(r);
-  SoupServerMessage *up = detach_up(r);
-  if (!r->eof)
-    relay_fail(r, 0, "relay-upload-cut", "the uploader went away");
-  else if (r->down == NULL && !r->done)
-    relay_fail(r, 0, "relay-upload-cut", "the uploader went away before a download");
-  g_clear_object(&up);
-  relay_unref(r);
+  gsize moved = 0;
+
+  while (r->up != NULL && !r->body_done && moved < PUMP_BUDGET) {
+    guint64 room = r->eof ? DECODE_PIECE : relay_room(r);
+    gssize n;
+    if (r->framing == FRAME_LENGTH && r->mp == NULL) {
+      /* The fast path: straight from the socket into the ring. */
+      gsize at = (gsize)(r->end % r->hub->window);
+      gsize want = (gsize)MIN(MIN(room, r->body_left), (guint64)(r->hub->window - at));
+      want = MIN(want, (gsize)READ_PIECE);
+      if (want == 0)
+        break;
+      n = ferry_relay_conn_read(r->up, r->ring + at, want);
+      if (n > 0) {
+        if (!relay_count_input(r, (gsize)n))
+          return FALSE;
+        r->end += (guint64)n;
+        if (r->end - r->base > r->hub->window)
+          r->base = r->end - r->hub->window;
+        r->body_left -= (guint64)n;
+        if (r->body_left == 0)
+          up_body_done(r);
+      }
+    } else {
+      if (room <= DECODE_SLACK)
+        break;
+      gsize want = (gsize)MIN(room - DECODE_SLACK, (guint64)DECODE_PIECE);
+      if (r->framing == FRAME_LENGTH)
+        want = (gsize)MIN((guint64)want, r->body_left);
+      n = ferry_relay_conn_read(r->up, r->raw, want);
+      if (n > 0) {
+        if (r->framing == FRAME_LENGTH) {
+          r->body_left -= (guint64)n;
+          on_body_bytes(r->raw, (gsize)n, r);
+          if (r->state == STATE_FAILED)
+            return FALSE;
+          if (r->body_left == 0)
+            up_body_done(r);
+        } else {
+          gssize used = ferry_chunked_feed(&r->chunked, r->raw, (gsize)n, on_body_bytes, r);
+          if (r->state == STATE_FAILED)
+            return FALSE;
+          if (used < 0) {
+            relay_fail(r, SOUP_STATUS_BAD_REQUEST, "relay-bad-chunked",
+                       "this upload's chunked body is malformed; upload again with curl -T FILE");
+            return FALSE;
+          }
+          if (ferry_chunked_done(&r->chunked))
+            up_body_done(r);
+        }
+      }
+    }
+    if (r->state == STATE_FAILED)
+      return FALSE;
+    if (n == FERRY_RELAY_IO_AGAIN)
+      break;
+    if (n <= 0) {
+      relay_fail(r, 0, "relay-upload-cut",
+                 r->framing == FRAME_CHUNKED
+                     ? "the upload ended without its last chunk; upload again"
+                     : "the uploader went away before the end of its body; upload again");
+      return FALSE;
+    }
+    moved += (gsize)n;
+  }
+  return TRUE;
 }
 
 /* --- downloads --- */
 
-static void
-on_down_wrote(SoupServerMessage *msg, guint n, gpointer user_data)
+static gssize
+down_write(Down *d, const guint8 *data, gsize len)
 {
-  Relay *r = user_data;
-  FerryRelayHub *hub = r->hub;
+  return ferry_relay_conn_write(d->conn, data, len);
+}
 
-  r->sent += n;
-  r->out_pending -= n;
-  r->held -= n;
-  hub->bytes += n;
-  r->progress_us = g_get_monotonic_time();
-  if (r->out_pending == 0)
-    flush_stage(r);
-  if (r->up_paused && r->up != NULL && r->held <= hub->window / 2) {
-    r->up_paused = FALSE;
-    soup_server_message_unpause(r->up);
-  }
+/* A download's connection broke: it may come back with a Range request
+ * for --relay-resume-wait; its position keeps its bytes in the window. */
+static void
+down_cut(Down *d)
+{
+  Relay *r = d->r;
+  g_clear_pointer(&d->conn, ferry_relay_conn_free);
+  d->state = d->zip != NULL ? DOWN_FAILED : DOWN_CUT; /* a zip cannot resume */
+  d->cut_us = g_get_monotonic_time();
+  g_info("event=relay-download-cut name=%s at=%" G_GUINT64_FORMAT, r->name, d->pos);
+  relay_notify(r);
 }
 
 static void
-on_down_finished(SoupServerMessage *msg, gpointer user_data)
+down_done(Down *d)
 {
-  Relay *r = user_data;
-  relay_ref(r);
-  gboolean ok =
-      r->eof && r->sent == r->received && soup_server_message_get_status(msg) == SOUP_STATUS_OK;
-  g_object_unref(detach_down(r));
-  if (ok) {
-    char *text = g_strdup_printf("%s: %" G_GUINT64_FORMAT " bytes delivered to the downloader",
-                                 r->name, r->sent);
-    g_info("event=relay-done name=%s bytes=%" G_GUINT64_FORMAT, r->name, r->sent);
-    relay_count_end(r, TRUE);
-    relay_unlist(r);
-    /* A form's epilogue may still be coming: its handler answers then. */
-    if (r->up != NULL && !r->body_done)
-      r->delivered = TRUE;
-    else
-      finish_upload(r, SOUP_STATUS_OK, NULL, text);
-    g_free(text);
-  } else {
-    char *text = g_strdup_printf("the downloader of %s disconnected after %" G_GUINT64_FORMAT
-                                 " bytes; the relay is over — upload again and share the new link",
-                                 r->name, r->sent);
+  Relay *r = d->r;
+  d->state = DOWN_DONE;
+  r->downloads_done++;
+  linger_start(r->hub, g_steal_pointer(&d->conn), NULL);
+  g_info("event=relay-download-done name=%s bytes=%" G_GUINT64_FORMAT, r->name, d->pos);
+  relay_notify(r);
+}
+
+/* The bytes this download sends next: *data and the contiguous length
+ * there; returns how many are ready in all. For a zip download, tar bytes
+ * from the ring are converted when its output has all gone out. FALSE in
+ * *ok when the tar cannot be converted. */
+static guint64
+down_avail(Down *d, const guint8 **data, gsize *contiguous, gboolean *ok)
+{
+  Relay *r = d->r;
+  guint64 window = r->hub->window;
+  *ok = TRUE;
+  if (d->zip == NULL) {
+    gsize at = (gsize)(d->pos % window);
+    *data = r->ring + at;
+    *contiguous = (gsize)MIN(r->end - d->pos, window - at);
+    return r->end - d->pos;
+  }
+  if (d->zout_off == d->zout->len) {
+    GError *error = NULL;
+    g_byte_array_set_size(d->zout, 0);
+    d->zout_off = 0;
+    if (d->pos < r->end) {
+      gsize at = (gsize)(d->pos % window);
+      gsize n = (gsize)MIN(MIN(r->end - d->pos, window - at), (guint64)ZIP_FEED);
+      *ok = ferry_tar_zip_feed(d->zip, r->ring + at, n, d->zout, &error);
+      d->pos += n;
+    } else if (r->eof && !d->zip_finished) {
+      *ok = ferry_tar_zip_finish(d->zip, d->zout, &error);
+      d->zip_finished = TRUE;
+    }
+    if (!*ok) {
+      g_info("event=relay-zip-fail name=%s reason=\"%s\"", r->name, error->message);
+      g_error_free(error);
+    }
+  }
+  *data = d->zout->data + d->zout_off;
+  *contiguous = d->zout->len - d->zout_off;
+  return *contiguous;
+}
+
+/* Writes what the download can take; sets what its connection waits for. */
+static void
+down_pump(Down *d)
+{
+  Relay *r = d->r;
+  FerryRelayHub *hub = r->hub;
+  gsize moved = 0;
+
+  while (moved < PUMP_BUDGET) {
+    gssize n;
+    const guint8 *data = NULL;
+    gsize contiguous = 0;
+    gboolean ok = TRUE;
+    guint64 avail = d->pend_off < d->pend->len ? 0 : down_avail(d, &data, &contiguous, &ok);
+    if (d->pend_off == d->pend->len && !ok) {
+      /* A tar the converter refuses: the zip is cut short, never resumed. */
+      g_clear_pointer(&d->conn, ferry_relay_conn_free);
+      d->state = DOWN_FAILED;
+      relay_notify(r);
+      return;
+    }
+    gboolean finished =
+        r->eof && d->pos == r->end && avail == 0 && (d->zip == NULL || d->zip_finished);
+    if (d->pend_off < d->pend->len) {
+      n = down_write(d, d->pend->data + d->pend_off, d->pend->len - d->pend_off);
+      if (n > 0) {
+        d->pend_off += (gsize)n;
+        if (d->pend_off == d->pend->len) {
+          g_byte_array_set_size(d->pend, 0);
+          d->pend_off = 0;
+        }
+        continue;
+      }
+    } else if (avail > 0 && (!d->chunked || d->chunk_left > 0)) {
+      gsize len = contiguous;
+      if (d->chunked)
+        len = (gsize)MIN((guint64)len, d->chunk_left);
+      n = down_write(d, data, len);
+      if (n > 0) {
+        if (d->zip != NULL)
+          d->zout_off += (gsize)n;
+        else
+          d->pos += (guint64)n;
+        if (d->chunked)
+          d->chunk_left -= (guint64)n;
+        hub->bytes += (guint64)n;
+        r->progress_us = g_get_monotonic_time();
+        moved += (gsize)n;
+        continue;
+      }
+    } else if (avail > 0) {
+      /* The next chunk: its size line (after the previous chunk's CRLF). */
+      guint64 k = MIN(avail, (guint64)CHUNK_OUT);
+      char line[32];
+      int m = g_snprintf(line, sizeof line, "%s%" G_GINT64_MODIFIER "x\r\n",
+                         d->in_chunk ? "\r\n" : "", k);
+      g_byte_array_append(d->pend, (const guint8 *)line, (guint)m);
+      d->in_chunk = TRUE;
+      d->chunk_left = k;
+      continue;
+    } else if (finished) {
+      if (d->chunked && !d->ending) {
+        const char *last = d->in_chunk ? "\r\n0\r\n\r\n" : "0\r\n\r\n";
+        g_byte_array_append(d->pend, (const guint8 *)last, (guint)strlen(last));
+        d->ending = TRUE;
+        continue;
+      }
+      down_done(d);
+      return;
+    } else if (d->zip != NULL && (d->pos < r->end || (r->eof && !d->zip_finished))) {
+      continue; /* the converter took tar bytes and has no output yet */
+    } else {
+      /* Nothing to send yet: watch for the client going away meanwhile
+       * (a write would show it otherwise). */
+      guint8 probe[512];
+      gssize p = ferry_relay_conn_read(d->conn, probe, sizeof probe);
+      if (p == 0 || p == FERRY_RELAY_IO_ERROR) {
+        down_cut(d);
+        return;
+      }
+      ferry_relay_conn_want(d->conn, G_IO_IN);
+      return;
+    }
+    if (n == FERRY_RELAY_IO_AGAIN) {
+      ferry_relay_conn_want(d->conn, G_IO_OUT);
+      return;
+    }
+    down_cut(d);
+    return;
+  }
+  ferry_relay_conn_want(d->conn, G_IO_OUT);
+}
+
+/* Decides whether the relay is over: every download that started is done
+ * or failed, and no other download can still come (all were used, or byte
+ * 0 has left the window). */
+static void
+relay_check_end(Relay *r)
+{
+  if (r->state == STATE_DONE || r->state == STATE_FAILED)
+    return;
+  guint running = 0;
+  guint64 cut_at = 0;
+  for (guint i = 0; i < r->downs->len; i++) {
+    Down *d = r->downs->pdata[i];
+    if (d->state == DOWN_ACTIVE || d->state == DOWN_CUT)
+      running++;
+    if (d->state == DOWN_FAILED)
+      cut_at = MAX(cut_at, d->pos);
+  }
+  if (running > 0 || r->downloads_started == 0)
+    return;
+  gboolean more_possible = r->downloads_started < r->downloads_max && r->base == 0;
+  if (r->downloads_done == 0) {
+    if (more_possible)
+      return;
+    char *text = g_strdup_printf(
+        "the downloader of %s disconnected after %" G_GUINT64_FORMAT
+        " bytes and did not resume within %d s (--relay-resume-wait); the relay is over — upload "
+        "again and share the new link",
+        r->name, cut_at, r->hub->resume_wait);
     relay_fail(r, SOUP_STATUS_BAD_GATEWAY, "relay-download-cut", text);
     g_free(text);
+    return;
   }
+  if (!r->eof || more_possible)
+    return;
+  char *text = r->downloads_done == 1
+                   ? g_strdup_printf("%s: %" G_GINT64_FORMAT " bytes delivered to the downloader",
+                                     r->name, r->length)
+                   : g_strdup_printf("%s: %" G_GINT64_FORMAT " bytes delivered to %u downloaders",
+                                     r->name, r->length, r->downloads_done);
+  relay_end(r, TRUE, SOUP_STATUS_OK, NULL, text);
+  g_free(text);
+}
+
+/* Moves what can be moved and sets what every connection waits for. */
+static void
+relay_pump(Relay *r)
+{
+  if (r->pumping || r->state == STATE_DONE || r->state == STATE_FAILED)
+    return;
+  relay_ref(r);
+  r->pumping = TRUE;
+  if (up_pump(r)) {
+    for (guint i = 0; i < r->downs->len; i++) {
+      Down *d = r->downs->pdata[i];
+      if (d->state == DOWN_ACTIVE)
+        down_pump(d);
+    }
+    /* Downloads made room: the upload is read again on its next wake-up. */
+    if (r->up != NULL) {
+      gboolean reading = !r->body_done && (r->eof || relay_room(r) > DECODE_SLACK);
+      ferry_relay_conn_want(r->up, reading ? G_IO_IN : 0);
+    }
+  }
+  r->pumping = FALSE;
+  relay_check_end(r);
   relay_unref(r);
 }
 
-static gboolean
-wants_html(SoupServerMessage *msg, GHashTable *query)
-{
-  const char *dl = query != NULL ? g_hash_table_lookup(query, "download") : NULL;
-  if (dl != NULL && strcmp(dl, "0") != 0)
-    return FALSE;
-  const char *accept =
-      soup_message_headers_get_list(soup_server_message_get_request_headers(msg), "Accept");
-  return accept != NULL && strstr(accept, "text/html") != NULL;
-}
-
 static void
-answer_landing(Relay *r, SoupServerMessage *msg)
+on_conn_ready(FerryRelayConn *conn, gpointer user_data)
 {
-  FerryRelayPage info = {.name = r->name, .size = r->length};
-  const char *csp = NULL;
-  char *page = ferry_relay_page_render(&info, &csp);
-  SoupMessageHeaders *h = soup_server_message_get_response_headers(msg);
-  soup_message_headers_replace(h, "Cache-Control", "no-store");
-  soup_message_headers_replace(h, "Content-Security-Policy", csp);
-  soup_server_message_set_status(msg, SOUP_STATUS_OK, NULL);
-  soup_server_message_set_response(msg, "text/html; charset=utf-8", SOUP_MEMORY_TAKE, page,
-                                   strlen(page));
-}
-
-static void
-start_download(Relay *r, SoupServerMessage *msg)
-{
-  SoupMessageHeaders *h = soup_server_message_get_response_headers(msg);
-  char *disposition = g_strdup_printf("attachment; filename=\"%s\"", r->name);
-
-  r->down_came = TRUE;
-  r->down = g_object_ref(msg);
-  relay_ref(r);
-  soup_message_headers_replace(h, "Content-Disposition", disposition);
-  soup_message_headers_replace(h, "Content-Type", "application/octet-stream");
-  soup_message_headers_replace(h, "Cache-Control", "no-store");
-  soup_message_headers_replace(h, "X-Content-Type-Options", "nosniff");
-  g_free(disposition);
-  if (r->length >= 0)
-    soup_message_headers_set_content_length(h, r->length);
-  else
-    soup_message_headers_set_encoding(h, SOUP_ENCODING_CHUNKED);
-  soup_message_body_set_accumulate(soup_server_message_get_response_body(msg), FALSE);
-  soup_server_message_set_status(msg, SOUP_STATUS_OK, NULL);
-  g_signal_connect(msg, "wrote-body-data", G_CALLBACK(on_down_wrote), r);
-  g_signal_connect(msg, "finished", G_CALLBACK(on_down_finished), r);
-  r->progress_us = g_get_monotonic_time();
-
-  SoupMessageBody *body = soup_server_message_get_response_body(msg);
-  GBytes *chunk;
-  while ((chunk = g_queue_pop_head(&r->queued)) != NULL) {
-    r->out_pending += g_bytes_get_size(chunk);
-    soup_message_body_append_bytes(body, chunk);
-    g_bytes_unref(chunk);
-  }
-  flush_stage(r);
-  if (r->eof)
-    soup_message_body_complete(body);
-  g_info("event=relay-download name=%s", r->name);
+  (void)conn;
+  relay_pump(user_data);
 }
 
 /* --- requests --- */
@@ -632,11 +962,103 @@ authorized(FerryRelayHub *hub, SoupServerMessage *msg, GHashTable *query)
 }
 
 static void
+answer_unauthorized(FerryRelayHub *hub, SoupServerMessage *msg)
+{
+  soup_message_headers_replace(soup_server_message_get_response_headers(msg), "WWW-Authenticate",
+                               "Bearer realm=\"ferry relay\"");
+  answer_text(hub, msg, SOUP_STATUS_UNAUTHORIZED, "relay-unauthorized",
+              "uploading to this relay needs its secret: add -H 'Authorization: Bearer "
+              "SECRET' (or ?token=SECRET) with the secret ferry serve was given "
+              "(--relay-secret)");
+}
+
+static void
 answer_off(FerryRelayHub *hub, SoupServerMessage *msg)
 {
   answer_text(hub, msg, SOUP_STATUS_NOT_FOUND, "relay-off",
               "the HTTP relay is off on this server; " ENABLE_RELAY_HINT
               ", or --relay-anonymous to take uploads without one");
+}
+
+/* The client's address: the last X-Forwarded-For entry behind a trusted
+ * proxy (--trust-proxy), else the peer's. */
+static char *
+client_address(FerryRelayHub *hub, SoupServerMessage *msg)
+{
+  if (hub->trust_proxy) {
+    const char *xff = soup_message_headers_get_list(soup_server_message_get_request_headers(msg),
+                                                    "X-Forwarded-For");
+    if (xff != NULL && *xff != '\0') {
+      const char *last = strrchr(xff, ',');
+      char *ip = g_strstrip(g_strdup(last ? last + 1 : xff));
+      if (*ip != '\0' && g_hostname_is_ip_address(ip))
+        return ip;
+      g_free(ip);
+    }
+  }
+  const char *host = soup_server_message_get_remote_host(msg);
+  return g_strdup(host ? host : "unknown");
+}
+
+/* Takes one upload token from the client's bucket; answers 429 if none. */
+static gboolean
+rate_ok(FerryRelayHub *hub, SoupServerMessage *msg)
+{
+  if (hub->ip_rate <= 0)
+    return TRUE;
+  char *ip = client_address(hub, msg);
+  FerryBucket *b = g_hash_table_lookup(hub->ips, ip);
+  if (b == NULL) {
+    b = g_new0(FerryBucket, 1);
+    g_hash_table_insert(hub->ips, g_strdup(ip), b);
+  }
+  double rate = hub->ip_rate / 60.0;
+  gboolean ok = ferry_bucket_take(b, rate, MAX(hub->ip_rate, 1.0), g_get_monotonic_time());
+  if (!ok) {
+    char ra[16];
+    g_snprintf(ra, sizeof ra, "%d", ferry_bucket_retry_after(b, rate));
+    soup_message_headers_replace(soup_server_message_get_response_headers(msg), "Retry-After", ra);
+    char *text = g_strdup_printf("your address (%s) started more uploads than this server allows "
+                                 "(%g a minute, --relay-ip-rate); try again in %s s",
+                                 ip, hub->ip_rate, ra);
+    answer_text(hub, msg, 429, "relay-rate-limited", text);
+    g_free(text);
+  }
+  g_free(ip);
+  return ok;
+}
+
+static gboolean
+query_flag(GHashTable *query, const char *key)
+{
+  const char *v = query != NULL ? g_hash_table_lookup(query, key) : NULL;
+  return v != NULL && *v != '\0' && strcmp(v, "0") != 0;
+}
+
+static void
+take_upload(FerryRelayHub *hub, SoupServerMessage *msg, Relay *r, gboolean expect_continue)
+{
+  GError *error = NULL;
+  r->up = ferry_relay_conn_steal(msg, &error);
+  if (r->up == NULL) {
+    g_info("event=relay-upload-lost name=%s reason=\"%s\"", r->name, error->message);
+    g_error_free(error);
+    r->body_done = TRUE;
+    relay_fail(r, 0, "relay-upload-cut", "the uploader went away");
+    return;
+  }
+  ferry_relay_conn_set_ready(r->up, on_conn_ready, r);
+  if (expect_continue) {
+    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    /* A fresh connection has room for 25 bytes; if not, it is broken. */
+    if (ferry_relay_conn_write(r->up, (const guint8 *)cont, sizeof cont - 1) !=
+        (gssize)(sizeof cont - 1)) {
+      relay_fail(r, 0, "relay-upload-cut", "the uploader went away");
+      return;
+    }
+  }
+  (void)hub;
+  relay_pump(r);
 }
 
 void
@@ -646,6 +1068,7 @@ ferry_relay_early_handler(SoupServer *soup, SoupServerMessage *msg, const char *
   FerryRelayHub *hub = user_data;
   const char *method = soup_server_message_get_method(msg);
   SoupMessageHeaders *req = soup_server_message_get_request_headers(msg);
+  (void)soup;
 
   if (method != SOUP_METHOD_PUT && method != SOUP_METHOD_POST)
     return;
@@ -656,17 +1079,19 @@ ferry_relay_early_handler(SoupServer *soup, SoupServerMessage *msg, const char *
     return;
   }
   if (!authorized(hub, msg, query)) {
-    soup_message_headers_replace(soup_server_message_get_response_headers(msg), "WWW-Authenticate",
-                                 "Bearer realm=\"ferry relay\"");
-    answer_text(hub, msg, SOUP_STATUS_UNAUTHORIZED, "relay-unauthorized",
-                "uploading to this relay needs its secret: add -H 'Authorization: Bearer "
-                "SECRET' (or ?token=SECRET) with the secret ferry serve was given "
-                "(--relay-secret)");
+    answer_unauthorized(hub, msg);
     return;
   }
   const char *name = name_of(hub, msg, path);
   if (name == NULL)
     return;
+  if (hub->draining) {
+    soup_message_headers_replace(soup_server_message_get_response_headers(msg), "Retry-After", "5");
+    answer_text(hub, msg, SOUP_STATUS_SERVICE_UNAVAILABLE, "relay-draining",
+                "this server is shutting down and takes no new uploads; upload again in a "
+                "moment (to this server once restarted, or another)");
+    return;
+  }
   if (g_hash_table_contains(hub->relays, name)) {
     char *text = g_strdup_printf(
         "the name %s is in use by another upload; pick another name, or wait until it ends", name);
@@ -684,10 +1109,27 @@ ferry_relay_early_handler(SoupServer *soup, SoupServerMessage *msg, const char *
     g_free(text);
     return;
   }
-  gint64 length = -1;
-  if (method == SOUP_METHOD_PUT &&
-      soup_message_headers_get_encoding(req) == SOUP_ENCODING_CONTENT_LENGTH)
-    length = soup_message_headers_get_content_length(req);
+  guint downloads = 1;
+  const char *dl = query != NULL ? g_hash_table_lookup(query, "downloads") : NULL;
+  if (dl != NULL) {
+    char *end;
+    guint64 v = g_ascii_strtoull(dl, &end, 10);
+    if (end == dl || *end != '\0' || v < 1 || v > hub->max_downloads) {
+      char *text = g_strdup_printf("downloads=%s: a link serves 1 to %u downloads on this server "
+                                   "(--relay-max-downloads); give a number in that range",
+                                   dl, hub->max_downloads);
+      answer_text(hub, msg, SOUP_STATUS_BAD_REQUEST, "relay-bad-downloads", text);
+      g_free(text);
+      return;
+    }
+    downloads = (guint)v;
+  }
+  SoupEncoding encoding = soup_message_headers_get_encoding(req);
+  guint64 body_length = encoding == SOUP_ENCODING_CONTENT_LENGTH
+                            ? (guint64)soup_message_headers_get_content_length(req)
+                            : 0;
+  gint64 length =
+      method == SOUP_METHOD_PUT && encoding != SOUP_ENCODING_CHUNKED ? (gint64)body_length : -1;
   if (hub->max_size > 0 && length > 0 && (guint64)length > hub->max_size) {
     char *text = g_strdup_printf("%s is larger than this server's relay limit of %" G_GUINT64_FORMAT
                                  " bytes (--relay-max-size); send it with ferry send, or split it",
@@ -697,42 +1139,334 @@ ferry_relay_early_handler(SoupServer *soup, SoupServerMessage *msg, const char *
     return;
   }
   char *boundary = NULL;
+  const char *type = NULL;
+  GHashTable *params = NULL;
+  type = soup_message_headers_get_content_type(req, &params);
+  gboolean tar = type != NULL && g_ascii_strcasecmp(type, "application/x-tar") == 0;
   if (method == SOUP_METHOD_POST) {
-    GHashTable *params = NULL;
-    const char *type = soup_message_headers_get_content_type(req, &params);
     const char *b = params != NULL ? g_hash_table_lookup(params, "boundary") : NULL;
     if (type != NULL && g_ascii_strcasecmp(type, "multipart/form-data") == 0 && b != NULL &&
         *b != '\0' && strlen(b) <= FERRY_MULTIPART_MAX_BOUNDARY)
       boundary = g_strdup(b);
-    g_clear_pointer(&params, g_hash_table_destroy);
-    if (boundary == NULL) {
-      answer_text(hub, msg, SOUP_STATUS_UNSUPPORTED_MEDIA_TYPE, "relay-bad-form",
-                  "a POST upload must be multipart/form-data with a boundary; use curl -F "
-                  "file=@FILE (or PUT with curl -T FILE)");
-      return;
-    }
+  }
+  g_clear_pointer(&params, g_hash_table_destroy);
+  if (method == SOUP_METHOD_POST && boundary == NULL) {
+    answer_text(hub, msg, SOUP_STATUS_UNSUPPORTED_MEDIA_TYPE, "relay-bad-form",
+                "a POST upload must be multipart/form-data with a boundary; use curl -F "
+                "file=@FILE (or PUT with curl -T FILE)");
+    return;
+  }
+  if (!rate_ok(hub, msg)) {
+    g_free(boundary);
+    return;
   }
 
   Relay *r = g_new0(Relay, 1);
   r->hub = hub;
-  r->refs = 2; /* the table and the upload */
+  r->refs = 1; /* the table's */
   r->name = g_strdup(name);
   r->listed = TRUE;
-  r->up = g_object_ref(msg);
   r->length = length;
-  r->stage = g_byte_array_sized_new(STAGE_CHUNK);
-  g_queue_init(&r->queued);
+  r->framing = encoding == SOUP_ENCODING_CHUNKED ? FRAME_CHUNKED : FRAME_LENGTH;
+  r->body_left = body_length;
+  ferry_chunked_init(&r->chunked);
+  r->folder =
+      tar || g_strcmp0(query != NULL ? g_hash_table_lookup(query, "kind") : NULL, "folder") == 0;
+  r->encrypted = query_flag(query, "encrypted");
+  r->downloads_max = downloads;
+  r->ring = g_malloc((gsize)hub->window);
+  if (r->framing == FRAME_CHUNKED || boundary != NULL)
+    r->raw = g_malloc(DECODE_PIECE);
+  r->downs = g_ptr_array_new_with_free_func((GDestroyNotify)down_free);
+  r->watchers = g_ptr_array_new_with_free_func(g_object_unref);
   r->created_us = r->progress_us = g_get_monotonic_time();
   if (boundary != NULL)
-    r->mp = ferry_multipart_new(boundary, on_multipart_data, r);
+    r->mp = ferry_multipart_new(boundary, on_file_bytes, r);
   g_free(boundary);
   g_hash_table_insert(hub->relays, r->name, r);
-  g_object_set_data(G_OBJECT(msg), RELAY_DATA_KEY, r);
-  g_signal_connect(msg, "got-chunk", G_CALLBACK(on_up_chunk), r);
-  g_signal_connect(msg, "got-body", G_CALLBACK(on_up_body), r);
-  g_signal_connect(msg, "finished", G_CALLBACK(on_up_finished), r);
   hub->started++;
-  g_info("event=relay-upload name=%s length=%" G_GINT64_FORMAT, r->name, length);
+  g_info("event=relay-upload name=%s length=%" G_GINT64_FORMAT " folder=%d encrypted=%d "
+         "downloads=%u",
+         r->name, length, r->folder, r->encrypted, downloads);
+  gboolean expect = (soup_message_headers_get_expectations(req) & SOUP_EXPECTATION_CONTINUE) != 0;
+  relay_ref(r);
+  if (body_length == 0 && r->framing == FRAME_LENGTH) {
+    r->body_done = TRUE;
+    take_upload(hub, msg, r, FALSE);
+    if (r->mp != NULL)
+      up_body_done(r);
+    else
+      relay_eof(r);
+  } else {
+    take_upload(hub, msg, r, expect);
+  }
+  relay_unref(r);
+}
+
+static gboolean
+wants_html(SoupServerMessage *msg, GHashTable *query)
+{
+  const char *dl = query != NULL ? g_hash_table_lookup(query, "download") : NULL;
+  if (dl != NULL && strcmp(dl, "0") != 0)
+    return FALSE;
+  const char *accept =
+      soup_message_headers_get_list(soup_server_message_get_request_headers(msg), "Accept");
+  return accept != NULL && strstr(accept, "text/html") != NULL;
+}
+
+static void
+answer_landing(Relay *r, SoupServerMessage *msg)
+{
+  FerryRelayPage info = {
+      .name = r->name, .size = r->length, .folder = r->folder, .encrypted = r->encrypted};
+  const char *csp = NULL;
+  char *page = ferry_relay_page_render(&info, &csp);
+  SoupMessageHeaders *h = soup_server_message_get_response_headers(msg);
+  soup_message_headers_replace(h, "Cache-Control", "no-store");
+  soup_message_headers_replace(h, "Content-Security-Policy", csp);
+  soup_server_message_set_status(msg, SOUP_STATUS_OK, NULL);
+  soup_server_message_set_response(msg, "text/html; charset=utf-8", SOUP_MEMORY_TAKE, page,
+                                   strlen(page));
+}
+
+/* The file name a download is saved as: NAME, with .tar for a folder or
+ * .ferry-enc for ciphertext unless NAME ends so already. */
+static char *
+download_filename(const Relay *r)
+{
+  const char *suffix = r->encrypted ? ".ferry-enc" : r->folder ? ".tar" : "";
+  if (g_str_has_suffix(r->name, suffix))
+    return g_strdup(r->name);
+  return g_strconcat(r->name, suffix, NULL);
+}
+
+/* The response headers of a download starting at byte `from`. */
+static void
+down_headers(Down *d, guint64 from, gboolean partial)
+{
+  Relay *r = d->r;
+  char *filename = download_filename(r);
+  const char *type = r->encrypted ? "application/octet-stream"
+                     : r->folder  ? "application/x-tar"
+                                  : "application/octet-stream";
+  if (d->zip != NULL) {
+    char *stem = g_str_has_suffix(filename, ".tar") ? g_strndup(filename, strlen(filename) - 4)
+                                                    : g_strdup(filename);
+    g_free(filename);
+    filename = g_strconcat(stem, ".zip", NULL);
+    g_free(stem);
+    type = "application/zip";
+  }
+  GString *h = g_string_new(NULL);
+  g_string_append_printf(h, "HTTP/1.1 %s\r\nContent-Type: %s\r\n",
+                         partial ? "206 Partial Content" : "200 OK", type);
+  g_string_append_printf(h, "Content-Disposition: attachment; filename=\"%s\"\r\n", filename);
+  /* says what the bytes are even when they are ciphertext */
+  if (r->folder && d->zip == NULL)
+    g_string_append(h, "X-Ferry-Kind: folder\r\n");
+  if (r->length >= 0 && d->zip == NULL) {
+    g_string_append_printf(h, "Content-Length: %" G_GUINT64_FORMAT "\r\nAccept-Ranges: bytes\r\n",
+                           (guint64)r->length - from);
+    if (partial)
+      g_string_append_printf(h,
+                             "Content-Range: bytes %" G_GUINT64_FORMAT "-%" G_GINT64_FORMAT
+                             "/%" G_GINT64_FORMAT "\r\n",
+                             from, r->length - 1, r->length);
+  } else {
+    g_string_append(h, "Transfer-Encoding: chunked\r\n");
+    d->chunked = TRUE;
+  }
+  g_string_append(h, "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
+                     "Server: ferry/" FERRY_VERSION "\r\nConnection: close\r\n\r\n");
+  g_byte_array_set_size(d->pend, 0);
+  g_byte_array_append(d->pend, (const guint8 *)h->str, (guint)h->len);
+  d->pend_off = 0;
+  d->in_chunk = FALSE;
+  d->chunk_left = 0;
+  d->ending = FALSE;
+  g_string_free(h, TRUE);
+  g_free(filename);
+}
+
+/* Parses "bytes=N-" (or "bytes=N-M" reaching the last byte of a file of
+ * length); -1 when there is no Range header, -2 when it asks for
+ * something else. */
+static gint64
+range_start(SoupServerMessage *msg, gint64 length)
+{
+  const char *range =
+      soup_message_headers_get_one(soup_server_message_get_request_headers(msg), "Range");
+  if (range == NULL)
+    return -1;
+  if (!g_str_has_prefix(range, "bytes=") || !g_ascii_isdigit(range[6]))
+    return -2;
+  char *end;
+  guint64 from = g_ascii_strtoull(range + 6, &end, 10);
+  if (*end != '-' || from > G_MAXINT64)
+    return -2;
+  end++;
+  if (*end != '\0') {
+    char *stop;
+    guint64 to = g_ascii_strtoull(end, &stop, 10);
+    if (*stop != '\0' || length < 0 || to + 1 < (guint64)length)
+      return -2;
+  }
+  return (gint64)from;
+}
+
+static void
+start_download(Relay *r, SoupServerMessage *msg, Down *d, guint64 from, gboolean partial)
+{
+  GError *error = NULL;
+  FerryRelayConn *conn = ferry_relay_conn_steal(msg, &error);
+  if (conn == NULL) {
+    g_info("event=relay-download-lost name=%s reason=\"%s\"", r->name, error->message);
+    g_error_free(error);
+    if (d->state != DOWN_CUT) {
+      d->state = DOWN_CUT;
+      d->cut_us = g_get_monotonic_time();
+    }
+    return;
+  }
+  d->conn = conn;
+  d->state = DOWN_ACTIVE;
+  d->pos = from;
+  down_headers(d, from, partial);
+  ferry_relay_conn_set_ready(conn, on_conn_ready, r);
+  r->progress_us = g_get_monotonic_time();
+  relay_set_state(r, STATE_SENDING);
+  relay_pump(r);
+}
+
+static void
+answer_status(Relay *r, SoupServerMessage *msg)
+{
+  SoupMessageHeaders *h = soup_server_message_get_response_headers(msg);
+  soup_message_headers_set_encoding(h, SOUP_ENCODING_CHUNKED);
+  soup_message_headers_replace(h, "Content-Type", "application/x-ndjson");
+  soup_message_headers_replace(h, "Cache-Control", "no-store");
+  soup_message_body_set_accumulate(soup_server_message_get_response_body(msg), FALSE);
+  soup_server_message_set_status(msg, SOUP_STATUS_OK, NULL);
+  g_ptr_array_add(r->watchers, g_object_ref(msg));
+  g_signal_connect(msg, "finished", G_CALLBACK(on_watcher_finished), relay_ref(r));
+  char *line = status_line(r);
+  soup_message_body_append(soup_server_message_get_response_body(msg), SOUP_MEMORY_TAKE, line,
+                           strlen(line));
+}
+
+static void
+answer_download(FerryRelayHub *hub, Relay *r, SoupServerMessage *msg, GHashTable *query)
+{
+  const char *format = query != NULL ? g_hash_table_lookup(query, "format") : NULL;
+  gboolean zip = format != NULL && strcmp(format, "zip") == 0;
+  if (zip) {
+    gboolean refused = TRUE;
+    if (r->encrypted) {
+      answer_text(hub, msg, SOUP_STATUS_CONFLICT, "relay-zip-encrypted",
+                  "this link is encrypted end to end, so the server cannot make a zip of it; "
+                  "download without format=zip and decrypt (the landing page or ferry receive "
+                  "URL does both)");
+    } else if (!r->folder) {
+      answer_text(hub, msg, SOUP_STATUS_CONFLICT, "relay-zip-not-folder",
+                  "this link is a single file, not a folder, so there is no zip of it; download "
+                  "without format=zip");
+    } else if (range_start(msg, r->length) != -1) {
+      answer_text(hub, msg, SOUP_STATUS_REQUESTED_RANGE_NOT_SATISFIABLE, "relay-cannot-resume",
+                  "a zip is made on the fly and cannot be resumed; download it again from the "
+                  "start (without -C / -c), or download the tar (without format=zip), which can");
+    } else {
+      refused = FALSE;
+    }
+    if (refused)
+      return;
+  }
+  gint64 from = range_start(msg, r->length);
+  if (from == -2) {
+    answer_text(hub, msg, SOUP_STATUS_REQUESTED_RANGE_NOT_SATISFIABLE, "relay-bad-range",
+                "this relay resumes only with 'Range: bytes=N-' (curl -C -, wget -c); download "
+                "without a range, or with that one");
+    return;
+  }
+  Down *cut = NULL;
+  for (guint i = 0; i < r->downs->len && cut == NULL; i++)
+    if (((Down *)r->downs->pdata[i])->state == DOWN_CUT)
+      cut = r->downs->pdata[i];
+  if (from >= 0) {
+    char *text = NULL;
+    const char *slug = NULL;
+    if (r->length < 0) {
+      slug = "relay-cannot-resume";
+      text = g_strdup_printf("the size of %s is not known yet (it is uploaded chunked or as a "
+                             "form), so this relay cannot resume a download of it; download it "
+                             "again from the start (without -C / -c)",
+                             r->name);
+    } else if ((guint64)from < r->base || (guint64)from > r->end || from >= r->length) {
+      slug = "relay-resume-gone";
+      text = g_strdup_printf("byte %" G_GINT64_FORMAT " of %s is no longer held by this server "
+                             "(it keeps bytes %" G_GUINT64_FORMAT " to %" G_GUINT64_FORMAT
+                             " of %" G_GINT64_FORMAT " now, --relay-window); ask the sender to "
+                             "upload it again",
+                             from, r->name, r->base, r->end, r->length);
+    } else if (cut == NULL && r->downloads_started >= r->downloads_max) {
+      slug = "relay-taken";
+      text = g_strdup_printf("%s is being downloaded already (%u of %u downloads) and no download "
+                             "of it is waiting to resume; ask the sender to upload it again",
+                             r->name, r->downloads_started, r->downloads_max);
+    }
+    if (slug != NULL) {
+      SoupMessageHeaders *h = soup_server_message_get_response_headers(msg);
+      if (r->length >= 0) {
+        char cr[48];
+        g_snprintf(cr, sizeof cr, "bytes */%" G_GINT64_FORMAT, r->length);
+        soup_message_headers_replace(h, "Content-Range", cr);
+      }
+      answer_text(hub, msg,
+                  strcmp(slug, "relay-taken") == 0 ? SOUP_STATUS_GONE
+                                                   : SOUP_STATUS_REQUESTED_RANGE_NOT_SATISFIABLE,
+                  slug, text);
+      g_free(text);
+      return;
+    }
+    if (cut != NULL) {
+      hub->resumed++;
+      g_info("event=relay-resume name=%s from=%" G_GINT64_FORMAT, r->name, from);
+      start_download(r, msg, cut, (guint64)from, TRUE);
+      return;
+    }
+  } else if (r->downloads_started >= r->downloads_max) {
+    char *text =
+        r->downloads_max == 1
+            ? g_strdup_printf("%s is being downloaded already, and a link works once; ask "
+                              "the sender to upload it again",
+                              r->name)
+            : g_strdup_printf("%s has had all its %u downloads; ask the sender to upload it again",
+                              r->name, r->downloads_max);
+    answer_text(hub, msg, SOUP_STATUS_GONE, "relay-taken", text);
+    g_free(text);
+    return;
+  } else if (r->base > 0) {
+    char *text = g_strdup_printf(
+        "the start of %s has already left this server (it holds the last %" G_GUINT64_FORMAT
+        " bytes, --relay-window, and other downloads have moved past them); every download of "
+        "a link must start before that — ask the sender to upload it again",
+        r->name, r->hub->window);
+    answer_text(hub, msg, SOUP_STATUS_GONE, "relay-window-passed", text);
+    g_free(text);
+    return;
+  }
+  Down *d = g_new0(Down, 1);
+  d->r = r;
+  d->pend = g_byte_array_new();
+  if (zip) {
+    d->zip = ferry_tar_zip_new();
+    d->zout = g_byte_array_new();
+    d->chunked = TRUE;
+  }
+  g_ptr_array_add(r->downs, d);
+  r->downloads_started++;
+  hub->downloads++;
+  g_info("event=relay-download name=%s from=%" G_GINT64_FORMAT, r->name, MAX(from, 0));
+  start_download(r, msg, d, (guint64)MAX(from, 0), from >= 0);
 }
 
 void
@@ -741,24 +1475,12 @@ ferry_relay_handler(SoupServer *soup, SoupServerMessage *msg, const char *path, 
 {
   FerryRelayHub *hub = user_data;
   const char *method = soup_server_message_get_method(msg);
+  (void)soup;
 
   if (method == SOUP_METHOD_PUT || method == SOUP_METHOD_POST) {
-    Relay *r = g_object_get_data(G_OBJECT(msg), RELAY_DATA_KEY);
-    if (r == NULL) {
-      answer_text(hub, msg, SOUP_STATUS_INTERNAL_SERVER_ERROR, "relay-lost",
-                  "this upload lost its relay; upload again");
-      return;
-    }
-    if (r->delivered) {
-      char *text = g_strdup_printf("%s: %" G_GUINT64_FORMAT " bytes delivered to the downloader",
-                                   r->name, r->sent);
-      finish_upload(r, SOUP_STATUS_OK, NULL, text);
-      g_free(text);
-      return;
-    }
-    /* The whole body is in: the answer waits for the downloader. */
-    r->up_waiting = TRUE;
-    soup_server_message_pause(msg);
+    /* Accepted uploads were taken over in the early handler. */
+    answer_text(hub, msg, SOUP_STATUS_INTERNAL_SERVER_ERROR, "relay-lost",
+                "this upload lost its relay; upload again");
     return;
   }
   if (method != SOUP_METHOD_GET) {
@@ -775,60 +1497,91 @@ ferry_relay_handler(SoupServer *soup, SoupServerMessage *msg, const char *path, 
   const char *name = name_of(hub, msg, path);
   if (name == NULL)
     return;
+  gboolean status = query_flag(query, "status");
+  if (status && !authorized(hub, msg, query)) {
+    answer_unauthorized(hub, msg);
+    return;
+  }
   Relay *r = g_hash_table_lookup(hub->relays, name);
   if (r == NULL) {
     char *text = g_strdup_printf("nothing is being sent as %s here: a link works only while "
-                                 "its upload runs, and once; ask the sender for a new link",
+                                 "its upload runs; ask the sender for a new link",
                                  name);
     answer_text(hub, msg, SOUP_STATUS_NOT_FOUND, "relay-not-found", text);
     g_free(text);
     return;
   }
-  if (r->down_came) {
-    char *text = g_strdup_printf("%s is being downloaded already, and a link works once; ask "
-                                 "the sender to upload it again",
-                                 name);
-    answer_text(hub, msg, SOUP_STATUS_GONE, "relay-taken", text);
-    g_free(text);
-    return;
-  }
-  if (wants_html(msg, query)) {
+  if (status)
+    answer_status(r, msg);
+  else if (wants_html(msg, query))
     answer_landing(r, msg);
-    return;
-  }
-  start_download(r, msg);
+  else
+    answer_download(hub, r, msg, query);
 }
 
 /* --- timers and the hub --- */
 
+/* Every TICK_MS: status lines, and once a second the deadlines. */
+static void
+relay_tick(Relay *r, gint64 now, gboolean deadlines)
+{
+  FerryRelayHub *hub = r->hub;
+  relay_notify(r);
+  if (!deadlines || !r->listed)
+    return;
+  gboolean active = FALSE;
+  for (guint i = 0; i < r->downs->len; i++) {
+    Down *d = r->downs->pdata[i];
+    if (d->state == DOWN_CUT && now - d->cut_us > (gint64)hub->resume_wait * G_USEC_PER_SEC) {
+      d->state = DOWN_FAILED;
+      relay_notify(r);
+    }
+    active |= d->state == DOWN_ACTIVE;
+  }
+  gboolean expired = now - r->created_us > (gint64)hub->ttl * G_USEC_PER_SEC;
+  if (r->downloads_started == 0 && expired) {
+    char *text = g_strdup_printf("no one downloaded %s within %d s (--relay-ttl); upload again "
+                                 "and share the link sooner",
+                                 r->name, hub->ttl);
+    relay_fail(r, SOUP_STATUS_REQUEST_TIMEOUT, "relay-expired", text);
+    g_free(text);
+    return;
+  }
+  if (active && now - r->progress_us > (gint64)hub->idle_timeout * G_USEC_PER_SEC) {
+    char *text = g_strdup_printf("%s: no byte moved for %d s (--relay-idle-timeout); the relay "
+                                 "is over — upload again",
+                                 r->name, hub->idle_timeout);
+    relay_fail(r, SOUP_STATUS_REQUEST_TIMEOUT, "relay-idle", text);
+    g_free(text);
+    return;
+  }
+  /* Downloads that may still come stop waiting at --relay-ttl. */
+  if (expired && r->downloads_done > 0 && r->downloads_started < r->downloads_max)
+    r->downloads_max = r->downloads_started;
+  relay_check_end(r);
+}
+
 static gboolean
-sweep(gpointer user_data)
+tick(gpointer user_data)
 {
   FerryRelayHub *hub = user_data;
   gint64 now = g_get_monotonic_time();
+  gboolean deadlines = hub->ticks++ % (1000 / TICK_MS) == 0;
   GList *all = g_hash_table_get_values(hub->relays);
 
   for (GList *l = all; l != NULL; l = l->next)
     relay_ref(l->data);
-  for (GList *l = all; l != NULL; l = l->next) {
-    Relay *r = l->data;
-    if (!r->listed)
-      continue;
-    if (!r->down_came && now - r->created_us > (gint64)hub->ttl * G_USEC_PER_SEC) {
-      char *text = g_strdup_printf("no one downloaded %s within %d s (--relay-ttl); upload again "
-                                   "and share the link sooner",
-                                   r->name, hub->ttl);
-      relay_fail(r, SOUP_STATUS_REQUEST_TIMEOUT, "relay-expired", text);
-      g_free(text);
-    } else if (r->down_came && now - r->progress_us > (gint64)hub->idle_timeout * G_USEC_PER_SEC) {
-      char *text = g_strdup_printf("%s: no byte moved for %d s (--relay-idle-timeout); the relay "
-                                   "is over — upload again",
-                                   r->name, hub->idle_timeout);
-      relay_fail(r, SOUP_STATUS_REQUEST_TIMEOUT, "relay-idle", text);
-      g_free(text);
-    }
-  }
+  for (GList *l = all; l != NULL; l = l->next)
+    relay_tick(l->data, now, deadlines);
   g_list_free_full(all, (GDestroyNotify)relay_unref);
+  if (deadlines && hub->ip_rate > 0) {
+    GHashTableIter it;
+    gpointer value;
+    g_hash_table_iter_init(&it, hub->ips);
+    while (g_hash_table_iter_next(&it, NULL, &value))
+      if (ferry_bucket_is_full(value, hub->ip_rate / 60.0, MAX(hub->ip_rate, 1.0), now))
+        g_hash_table_iter_remove(&it);
+  }
   return G_SOURCE_CONTINUE;
 }
 
@@ -845,14 +1598,19 @@ ferry_relay_hub_new(const FerryServerConfig *cfg, FerryMetrics *metrics)
   hub->secret =
       cfg->relay_secret != NULL && *cfg->relay_secret != '\0' ? g_strdup(cfg->relay_secret) : NULL;
   hub->anonymous = cfg->relay_anonymous;
+  hub->trust_proxy = cfg->trust_proxy;
   hub->ttl = cfg->relay_ttl;
   hub->idle_timeout = cfg->relay_idle_timeout;
-  hub->window = MAX(cfg->relay_window, (guint64)STAGE_CHUNK);
+  hub->resume_wait = cfg->relay_resume_wait;
+  hub->window = MAX(cfg->relay_window, (guint64)64 * 1024);
   hub->max_size = cfg->relay_max_size;
   hub->max = cfg->relay_max;
+  hub->max_downloads = MAX(cfg->relay_max_downloads, 1u);
+  hub->ip_rate = cfg->relay_ip_rate;
   hub->metrics = metrics;
   hub->relays = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, unlisted);
-  hub->sweep_id = g_timeout_add_seconds(SWEEP_INTERVAL_S, sweep, hub);
+  hub->ips = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+  hub->tick_id = g_timeout_add(TICK_MS, tick, hub);
   return hub;
 }
 
@@ -863,24 +1621,42 @@ ferry_relay_hub_enabled(const FerryRelayHub *hub)
 }
 
 void
+ferry_relay_hub_drain(FerryRelayHub *hub, GSourceFunc idle, gpointer user_data)
+{
+  hub->draining = TRUE;
+  hub->idle = NULL;
+  g_message("event=relay-drain relays=%u", g_hash_table_size(hub->relays));
+  if (g_hash_table_size(hub->relays) == 0) {
+    idle(user_data);
+    return;
+  }
+  hub->idle = idle;
+  hub->idle_data = user_data;
+}
+
+guint
+ferry_relay_hub_count(const FerryRelayHub *hub)
+{
+  return g_hash_table_size(hub->relays);
+}
+
+void
 ferry_relay_hub_free(FerryRelayHub *hub)
 {
   if (hub == NULL)
     return;
-  g_clear_handle_id(&hub->sweep_id, g_source_remove);
+  g_clear_handle_id(&hub->tick_id, g_source_remove);
+  hub->idle = NULL;
   GList *all = g_hash_table_get_values(hub->relays);
   for (GList *l = all; l != NULL; l = l->next) {
     Relay *r = relay_ref(l->data);
-    relay_unlist(r);
-    SoupServerMessage *m = detach_up(r);
-    g_clear_object(&m);
-    m = detach_down(r);
-    g_clear_object(&m);
+    relay_fail(r, 0, "relay-server-stopped", "the server stopped");
     relay_unref(r);
   }
   g_list_free(all);
   g_slist_free_full(hub->lingering, (GDestroyNotify)linger_free);
   g_hash_table_destroy(hub->relays);
+  g_hash_table_destroy(hub->ips);
   g_free(hub->secret);
   g_free(hub);
 }
@@ -894,12 +1670,18 @@ ferry_relay_hub_render_metrics(const FerryRelayHub *hub, GString *out)
       "# TYPE ferry_relays gauge\nferry_relays %u\n"
       "# HELP ferry_relays_total HTTP relay uploads accepted.\n"
       "# TYPE ferry_relays_total counter\nferry_relays_total %" G_GUINT64_FORMAT "\n"
-      "# HELP ferry_relays_completed_total HTTP relays whose downloader got every byte.\n"
+      "# HELP ferry_relays_completed_total HTTP relays whose downloads got every byte.\n"
       "# TYPE ferry_relays_completed_total counter\n"
       "ferry_relays_completed_total %" G_GUINT64_FORMAT "\n"
       "# HELP ferry_relays_failed_total HTTP relays that ended early.\n"
       "# TYPE ferry_relays_failed_total counter\nferry_relays_failed_total %" G_GUINT64_FORMAT "\n"
+      "# HELP ferry_relay_downloads_total HTTP relay downloads started (resumptions not counted).\n"
+      "# TYPE ferry_relay_downloads_total counter\n"
+      "ferry_relay_downloads_total %" G_GUINT64_FORMAT "\n"
+      "# HELP ferry_relay_resumes_total HTTP relay downloads resumed with a Range request.\n"
+      "# TYPE ferry_relay_resumes_total counter\nferry_relay_resumes_total %" G_GUINT64_FORMAT "\n"
       "# HELP ferry_relay_bytes_total Bytes sent to HTTP relay downloaders.\n"
       "# TYPE ferry_relay_bytes_total counter\nferry_relay_bytes_total %" G_GUINT64_FORMAT "\n",
-      g_hash_table_size(hub->relays), hub->started, hub->completed, hub->failed, hub->bytes);
+      g_hash_table_size(hub->relays), hub->started, hub->completed, hub->failed, hub->downloads,
+      hub->resumed, hub->bytes);
 }

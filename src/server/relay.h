@@ -1,8 +1,8 @@
 /* The HTTP relay of `ferry serve` (docs/protocol.md §10): a sender uploads
  * with plain HTTP to /r/NAME (PUT, or a multipart POST), one receiver
- * downloads from the same URL with a browser or curl, and the server
- * streams the bytes from one to the other while holding at most a window
- * of them in memory. Nothing touches the disk. */
+ * downloads from the same URL with a browser or curl (once, or up to N
+ * times), and the server streams the bytes from one to the others while
+ * holding at most a window of them in memory. Nothing touches the disk. */
 #ifndef FERRY_SERVER_RELAY_H
 #define FERRY_SERVER_RELAY_H
 
@@ -31,6 +31,14 @@ void ferry_relay_early_handler(SoupServer *soup, SoupServerMessage *msg, const c
                                GHashTable *query, gpointer hub);
 void ferry_relay_handler(SoupServer *soup, SoupServerMessage *msg, const char *path,
                          GHashTable *query, gpointer hub);
+
+/* Takes no new uploads (503 relay-draining) and calls idle once no relay
+ * is in progress (at once if none is). Relays still running go on until
+ * the hub is freed, which cuts them. */
+void ferry_relay_hub_drain(FerryRelayHub *hub, GSourceFunc idle, gpointer user_data);
+
+/* Relays in progress. */
+guint ferry_relay_hub_count(const FerryRelayHub *hub);
 
 /* Appends the relay's counters and gauges in Prometheus text format. */
 void ferry_relay_hub_render_metrics(const FerryRelayHub *hub, GString *out);

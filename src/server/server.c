@@ -136,7 +136,30 @@ struct _FerryServer {
   guint stun_port_value;
   FerryTurnConfig *turn;
   FerryRelayHub *relay; /* HTTP relay at /r/NAME */
+  gboolean relays_idle; /* draining: no relay is in progress any more */
 };
+
+/* Draining ends once every WebSocket client has left and every HTTP relay
+ * has finished (or at the drain deadline). */
+static void
+drain_check(FerryServer *s)
+{
+  if (s->draining && g_hash_table_size(s->conns) == 0 && s->relays_idle && s->drain_done != NULL) {
+    GSourceFunc done = s->drain_done;
+    s->drain_done = NULL;
+    g_clear_handle_id(&s->drain_timer, g_source_remove);
+    done(s->drain_data);
+  }
+}
+
+static gboolean
+relays_drained(gpointer user_data)
+{
+  FerryServer *s = user_data;
+  s->relays_idle = TRUE;
+  drain_check(s);
+  return G_SOURCE_REMOVE;
+}
 
 void
 ferry_server_config_init(FerryServerConfig *cfg)
@@ -162,6 +185,9 @@ ferry_server_config_init(FerryServerConfig *cfg)
   cfg->relay_idle_timeout = 120;
   cfg->relay_window = 8 * 1024 * 1024;
   cfg->relay_max = 16;
+  cfg->relay_max_downloads = 10;
+  cfg->relay_resume_wait = 60;
+  cfg->relay_ip_rate = 30;
 }
 
 static Conn *
@@ -877,12 +903,7 @@ conn_drop(Conn *c)
     c->closed = TRUE;
   }
   ferry_metrics_gauge(&s->metrics, FERRY_GAUGE_CONNECTIONS, g_hash_table_size(s->conns));
-  if (s->draining && g_hash_table_size(s->conns) == 0 && s->drain_done != NULL) {
-    GSourceFunc done = s->drain_done;
-    s->drain_done = NULL;
-    g_clear_handle_id(&s->drain_timer, g_source_remove);
-    done(s->drain_data);
-  }
+  drain_check(s);
   if (c->closed)
     conn_unref(c);
 }
@@ -1486,14 +1507,13 @@ ferry_server_drain(FerryServer *s, GSourceFunc done, gpointer user_data)
   for (GList *l = away; l != NULL; l = l->next)
     away_expire(l->data);
   g_list_free(away);
-  g_message("event=drain connections=%u timeout=%ds", g_hash_table_size(s->conns),
-            s->cfg.drain_timeout);
-  if (g_hash_table_size(s->conns) == 0) {
-    s->drain_done = NULL;
-    done(user_data);
-    return;
-  }
+  g_message("event=drain connections=%u relays=%u timeout=%ds", g_hash_table_size(s->conns),
+            ferry_relay_hub_count(s->relay), s->cfg.drain_timeout);
   s->drain_timer = g_timeout_add_seconds((guint)s->cfg.drain_timeout, drain_timeout, s);
+  s->relays_idle = FALSE;
+  ferry_relay_hub_drain(s->relay, relays_drained, s); /* may call drain_check: done */
+  if (s->drain_done == NULL)
+    return;
 
   GPtrArray *all = g_ptr_array_new();
   g_hash_table_iter_init(&it, s->conns);
