@@ -22,6 +22,7 @@
 #include <ferry/ferry.h>
 
 #include "commands.h"
+#include "link.h"
 #include "progress.h"
 #include "settings.h"
 
@@ -756,6 +757,8 @@ code_from_args(int argc, char **argv)
     return NULL;
   }
   char *text = g_strjoinv(" ", argv + first);
+  if (cli_link_is_url(text))
+    return text; /* a link of ferry send --link */
   if (ferry_code_parse(text, strlen(text), &code, &diag) < 0) {
     cli_error("%s", diag.message);
     g_free(text);
@@ -766,6 +769,9 @@ code_from_args(int argc, char **argv)
 
 static const char description[] =
     "Connects to the sender holding CODE, shows what it offers and asks whether to accept\n"
+    "it. CODE may also be a link of `ferry send --link` (https://SERVER/r/NAME[#k=KEY]):\n"
+    "it is downloaded (decrypted, and unpacked when it is a folder) into --out; a cut\n"
+    "download of one file continues where it stopped when run again.\n"
     "(-y accepts without asking; without a terminal, -y is needed). Every chunk is verified\n"
     "before it counts and every file before it is put in place; an existing different file\n"
     "is kept and the new one saved under another name unless --overwrite. An interrupted\n"
@@ -799,6 +805,13 @@ cmd_receive(int argc, char **argv)
     cli_settings_clear(&st.s);
     g_free(st.code);
     return FERRY_EXIT_USAGE;
+  }
+
+  if (cli_link_is_url(st.code)) {
+    int link_status = cli_link_receive(&st.s, st.code, verbose);
+    cli_settings_clear(&st.s);
+    g_free(st.code);
+    return link_status;
   }
 
   CliOutputOptions oo = {

@@ -23,6 +23,7 @@
 #include <ferry/ferry.h>
 
 #include "commands.h"
+#include "link.h"
 #include "progress.h"
 #include "settings.h"
 
@@ -603,6 +604,18 @@ cmd_send(int argc, char **argv)
   }
   if (st.s.keep && st.s.source[CLI_SET_TTL] == CLI_FROM_DEFAULT)
     st.s.ttl_seconds = 0;
+  if (!st.s.link && (st.s.source[CLI_SET_ENCRYPT] == CLI_FROM_FLAG ||
+                     st.s.source[CLI_SET_DOWNLOADS] == CLI_FROM_FLAG)) {
+    cli_error("--encrypt and --downloads go with --link (an upload to the server's HTTP relay); "
+              "codes are always encrypted end to end");
+    cli_settings_clear(&st.s);
+    return FERRY_EXIT_USAGE;
+  }
+  if (st.s.link) {
+    status = cli_link_send(&st.s, paths, verbose);
+    cli_settings_clear(&st.s);
+    return status;
+  }
 
   CliOutputOptions oo = {
       .sending = TRUE,

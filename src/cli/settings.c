@@ -111,6 +111,17 @@ static const Setting table[CLI_N_SETTINGS] = {
                                600000, "MS",
                                "Wait before the first reconnect, doubling each time up to 30 s "
                                "(default 1000)"},
+    [CLI_SET_LINK] = {"link", 0, KIND_BOOL, CLI_SCOPE_SEND, FALSE, NULL, 0, 0, NULL,
+                      "Upload to the server's HTTP relay and print a download link (and a QR "
+                      "code) for a browser or curl, instead of a code"},
+    [CLI_SET_ENCRYPT] = {"encrypt", 0, KIND_BOOL, CLI_SCOPE_SEND, TRUE, NULL, 0, 0, NULL,
+                         "With --link: encrypt before uploading; the key is only in the link's "
+                         "#fragment, never sent to the server"},
+    [CLI_SET_DOWNLOADS] = {"downloads", 0, KIND_COUNT, CLI_SCOPE_SEND, TRUE, NULL, 1, 1000, "N",
+                           "With --link: how many downloads the link serves (default 1)"},
+    [CLI_SET_RELAY_TOKEN] = {"relay-token", 0, KIND_STRING, CLI_SCOPE_SEND, TRUE,
+                             "FERRY_RELAY_TOKEN", 0, 0, "TOKEN",
+                             "With --link: the server's --relay-secret (or a token made with it)"},
 };
 
 void
@@ -131,6 +142,7 @@ cli_settings_clear(CliSettings *s)
   g_free(s->quic_cc);
   g_free(s->resume);
   g_free(s->out_dir);
+  g_free(s->relay_token);
   g_free(s->config_path);
   for (int i = 0; i < CLI_N_SETTINGS; i++) {
     g_free(s->raw[i]);
@@ -634,6 +646,12 @@ convert(CliSettings *s, const ConfigFile *c, CliScope scope)
     case CLI_SET_RETRY_BACKOFF:
       s->retry_backoff_ms = (guint)n;
       break;
+    case CLI_SET_DOWNLOADS:
+      s->downloads = (guint)n;
+      break;
+    case CLI_SET_RELAY_TOKEN:
+      s->relay_token = g_strdup(text);
+      break;
     default:
       break;
     }
@@ -650,6 +668,8 @@ convert(CliSettings *s, const ConfigFile *c, CliScope scope)
       [CLI_SET_QUIET] = &s->quiet,
       [CLI_SET_JSON] = &s->json,
       [CLI_SET_BENCHMARK] = &s->benchmark,
+      [CLI_SET_LINK] = &s->link,
+      [CLI_SET_ENCRYPT] = &s->encrypt,
   };
   for (int i = 0; i < CLI_N_SETTINGS; i++)
     if (flags[i] != NULL && (table[i].scope & scope) != 0)

@@ -55,6 +55,10 @@ typedef enum {
   CLI_SET_BENCHMARK,
   CLI_SET_MAX_RETRIES,
   CLI_SET_RETRY_BACKOFF,
+  CLI_SET_LINK,
+  CLI_SET_ENCRYPT,
+  CLI_SET_DOWNLOADS,
+  CLI_SET_RELAY_TOKEN,
   CLI_N_SETTINGS,
 } CliSettingId;
 
@@ -73,6 +77,11 @@ typedef struct {
   gboolean force_relay;
   gboolean no_relay;
   gboolean no_lan; /* never the local network: the server only */
+  /* ferry send --link: through the server's HTTP relay */
+  gboolean link;
+  gboolean encrypt;
+  guint downloads;          /* 0: the server's default (1) */
+  char *relay_token;        /* the relay secret or a token minted with it */
   guint connect_timeout_ms; /* 0: the library's default */
   char *quic_cc;            /* NULL: the library's default */
   guint64 quic_conn_window;
