@@ -10,6 +10,7 @@ pkgs=(
   python3 coreutils coturn libhiredis-dev redis-server
   iproute2 nftables util-linux bsdutils curl
   libqrencode-dev zlib1g-dev chromium chromium-driver python3-selenium python3-cryptography
+  iperf3 unzip
 )
 missing=()
 for p in "${pkgs[@]}"; do
