@@ -922,19 +922,24 @@ static gboolean
 take_commands(FerryQuic *q, gboolean *stop)
 {
   Cmd *cmds;
-  FerryQuicStream *dirty;
+  GPtrArray *dirty = NULL;
   gboolean any;
 
   g_mutex_lock(&q->lock);
   cmds = q->cmd_head;
   q->cmd_head = q->cmd_tail = NULL;
-  dirty = q->dirty;
-  q->dirty = NULL;
-  for (FerryQuicStream *s = dirty; s != NULL; s = s->dirty_next) {
+  /* The dirty list is taken apart here, under the lock: once a stream's
+   * dirty flag is cleared, a writer may put it on the next list at once,
+   * reusing dirty_next, so the links must not be followed after unlocking. */
+  for (FerryQuicStream *s = q->dirty; s != NULL; s = s->dirty_next) {
+    if (dirty == NULL)
+      dirty = g_ptr_array_sized_new(8);
+    g_ptr_array_add(dirty, s); /* takes the list's reference */
     s->dirty = FALSE;
     if (!s->closed)
       quic_stream_take_locked(s);
   }
+  q->dirty = NULL;
   *stop = q->stop;
   g_mutex_unlock(&q->lock);
   any = cmds != NULL || dirty != NULL;
@@ -944,13 +949,14 @@ take_commands(FerryQuic *q, gboolean *stop)
     run_cmd(q, cmds);
     cmds = next;
   }
-  while (dirty != NULL) {
-    FerryQuicStream *next = dirty->dirty_next;
-    if (quic_stream_sendable(dirty))
-      activate(q, dirty);
-    ferry_quic_stream_unref(dirty);
-    dirty = next;
+  for (guint i = 0; dirty != NULL && i < dirty->len; i++) {
+    FerryQuicStream *s = dirty->pdata[i];
+    if (quic_stream_sendable(s))
+      activate(q, s);
+    ferry_quic_stream_unref(s);
   }
+  if (dirty != NULL)
+    g_ptr_array_free(dirty, TRUE);
   return any;
 }
 
