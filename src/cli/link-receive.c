@@ -60,7 +60,11 @@ typedef struct {
   FerryTarReader *tar;
   int stage_fd; /* the part folder */
   int file_fd;  /* the file being unpacked */
-  const FerryTarEntry *entry;
+  /* the entry being unpacked: a copy, since the reader's lives only as
+   * long as the feed that parsed its header */
+  char *entry_path;
+  guint32 entry_mode;
+  gint64 entry_mtime;
   GArray *dirs; /* DirMode: applied at the end, deepest first */
   guint64 files;
   /* the response */
@@ -164,7 +168,10 @@ on_tar_entry(const FerryTarEntry *e, gpointer user, GError **error)
     st->files++;
   }
   close(parent);
-  st->entry = e;
+  g_free(st->entry_path);
+  st->entry_path = g_strdup(e->path);
+  st->entry_mode = e->mode;
+  st->entry_mtime = e->mtime;
   return ok;
 }
 
@@ -190,7 +197,7 @@ on_tar_data(const guint8 *data, gsize len, gpointer user, GError **error)
 {
   LinkReceive *st = user;
   off_t at = lseek(st->file_fd, 0, SEEK_CUR);
-  if (!write_all(st->file_fd, data, len, (guint64)at, st->entry->path, error))
+  if (!write_all(st->file_fd, data, len, (guint64)at, st->entry_path, error))
     return FALSE;
   lseek(st->file_fd, (off_t)len, SEEK_CUR);
   st->written += len;
@@ -202,13 +209,13 @@ on_tar_entry_end(gpointer user, GError **error)
 {
   LinkReceive *st = user;
   if (st->file_fd >= 0) {
-    struct timespec t[2] = {{st->entry->mtime, 0}, {st->entry->mtime, 0}};
-    fchmod(st->file_fd, st->entry->mode & 0777);
+    struct timespec t[2] = {{st->entry_mtime, 0}, {st->entry_mtime, 0}};
+    fchmod(st->file_fd, st->entry_mode & 0777);
     futimens(st->file_fd, t);
     close(st->file_fd);
     st->file_fd = -1;
   }
-  st->entry = NULL;
+  g_clear_pointer(&st->entry_path, g_free);
   return TRUE;
 }
 
@@ -744,6 +751,7 @@ out:
   g_free(st.name);
   g_free(st.part);
   g_free(st.filename);
+  g_free(st.entry_path);
   cli_output_free(st.out);
   return st.status < 0 ? FERRY_EXIT_FAILURE : st.status;
 }

@@ -198,7 +198,7 @@ flush(Producer *p, GError **error)
     if (n < 0 && errno == EINTR)
       continue;
     if (n < 0)
-      return ferry_set_error(error, FERRY_ERR_IO, "the upload stopped (%s)", g_strerror(errno));
+      return ferry_set_error(error, FERRY_ERR_STATE, "the upload stopped (%s)", g_strerror(errno));
     at += (gsize)n;
   }
   g_byte_array_set_size(p->buf, 0);
@@ -438,9 +438,13 @@ put_done(LinkSend *st, guint code, GBytes *body, GError *error)
                     "interrupted: the upload was stopped and the link no longer works; send "
                     "again for a new link");
     st->status = FERRY_EXIT_INTERRUPTED;
-  } else if (produce_error != NULL) {
+  } else if (produce_error != NULL && produce_error->code != FERRY_ERROR_STATE) {
+    /* a file that changed or cannot be read: the server only saw a cut */
     st->status =
         produce_error->code == FERRY_ERROR_CORRUPT ? FERRY_EXIT_VERIFY : FERRY_EXIT_LOCAL_FILE;
+    cli_output_fail(st->out, st->status, "%s", produce_error->message);
+  } else if (body == NULL && produce_error != NULL && error == NULL) {
+    st->status = FERRY_EXIT_FAILURE;
     cli_output_fail(st->out, st->status, "%s", produce_error->message);
   } else if (body == NULL) {
     st->status = code == 0 ? FERRY_EXIT_NO_SERVER : FERRY_EXIT_FAILURE;

@@ -273,9 +273,11 @@ struct FerryTarReader {
   guint64 pax_size;
   gint64 pax_mtime;
 
-  /* The current entry (valid until entry_end() returns). */
+  /* The current entry (valid until entry_end() returns): kept here, not
+   * on the stack, since its data may come in later feeds. */
   char *path;
   char *link;
+  FerryTarEntry entry;
 
   FerryPathSet *paths;
   guint entries;
@@ -779,7 +781,7 @@ header_done(FerryTarReader *r, GError **error)
     return fail(r, error, FERRY_ERR_INVALID, "symlink target is %s",
                 link[0] == '\0' ? "empty" : "over 4096 bytes");
 
-  FerryTarEntry e = {
+  r->entry = (FerryTarEntry){
       .path = path,
       .type = type,
       .size = (guint64)size,
@@ -788,7 +790,7 @@ header_done(FerryTarReader *r, GError **error)
       .link = link,
   };
   GError *cb_error = NULL;
-  if (r->cb.entry != NULL && !r->cb.entry(&e, r->user, &cb_error))
+  if (r->cb.entry != NULL && !r->cb.entry(&r->entry, r->user, &cb_error))
     return stopped(r, cb_error, error);
   r->fill = 0;
   r->size = (guint64)size;
