@@ -106,7 +106,17 @@ link_up() {
     ip -n "$LINK_B" addr add "$LINK_IP_B/24" dev eth0 &&
     ip -n "$LINK_A" link set eth0 up &&
     ip -n "$LINK_B" link set eth0 up || return 1
-  link_start "$@"
+  link_start "$@" || return 1
+  # A veth end reports carrier a moment after `up`: until then programs
+  # there (libnice gathering host candidates, for one) see no address.
+  local i
+  for ((i = 0; i < 100; i++)); do
+    [ "$(ip netns exec "$LINK_A" cat /sys/class/net/eth0/operstate)" = up ] &&
+      [ "$(ip netns exec "$LINK_B" cat /sys/class/net/eth0/operstate)" = up ] && return 0
+    sleep 0.05
+  done
+  echo "link.sh: eth0 in $LINK_A or $LINK_B has no carrier after 5 s" >&2
+  return 1
 }
 
 link_restart() {

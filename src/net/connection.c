@@ -1275,8 +1275,11 @@ on_link_secret(FerryPeerLink *link, const char *text, gsize len, gpointer user_d
 {
   FerryConnection *c = user_data;
 
-  if (c->ice == NULL || c->state != CONN_ICE)
+  if (c->ice == NULL || c->state != CONN_ICE) {
+    g_debug("ICE message dropped (state %d, ice %p): %.40s", c->state, (void *)c->ice, text);
     return;
+  }
+  g_debug("ICE message: %.80s", text);
   if (++c->n_secrets > MAX_SECRET_LINES) {
     conn_fail(c, FERRY_ERR_TOO_LONG, "the other side sent over %d ICE messages; giving up",
               MAX_SECRET_LINES);
