@@ -1,6 +1,8 @@
 # Tiny TAP helpers for shell tests: source this file.
 #   ok_if NAME COMMAND…     passes when COMMAND exits 0
 #   expect_exit N NAME CMD… runs CMD, passes when it exits with N; output in $OUT/$ERR
+#   wait_pid PID [SECONDS]  PID's exit status, or 124 after killing it when it
+#                           outlives SECONDS (default: $LIMIT)
 #   done_testing
 tap_n=0
 tap_failed=0
@@ -43,6 +45,21 @@ expect_exit() {
 
 contains() { # haystack needle
   case "$1" in *"$2"*) return 0 ;; *) return 1 ;; esac
+}
+
+wait_pid() {
+  local pid=$1 limit=${2:-${LIMIT:?wait_pid needs SECONDS or LIMIT}} i rc=0
+  for ((i = 0; i < limit * 20; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -9 "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    return 124
+  fi
+  wait "$pid" || rc=$?
+  return "$rc"
 }
 
 done_testing() {

@@ -73,22 +73,6 @@ start_send() {
   return 1
 }
 
-# wait_pid PID SECONDS: PID's exit status, or 124 after killing it.
-wait_pid() {
-  local pid=$1 i rc=0
-  for ((i = 0; i < $2 * 20; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.05
-  done
-  if kill -0 "$pid" 2>/dev/null; then
-    kill -9 "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
-    return 124
-  fi
-  wait "$pid" || rc=$?
-  return "$rc"
-}
-
 # receive NAME [PREFIX…] -- CODE: runs a receiver into $T/NAME/ (status in
 # RC, output in $T/NAME.out / .err), at most 60 s.
 receive() {

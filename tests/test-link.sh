@@ -66,22 +66,6 @@ start_link() {
   return 1
 }
 
-# wait_pid PID SECONDS: its exit status, or 124 after killing it.
-wait_pid() {
-  local pid=$1 i rc=0
-  for ((i = 0; i < $2 * 20; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.05
-  done
-  if kill -0 "$pid" 2>/dev/null; then
-    kill -9 "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
-    return 124
-  fi
-  wait "$pid" || rc=$?
-  return "$rc"
-}
-
 # receive DIR URL…: ferry receive into $T/DIR; status in RC, stderr in $T/DIR.err.
 receive() {
   local dir=$1

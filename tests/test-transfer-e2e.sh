@@ -43,23 +43,6 @@ SLOW=(--quic-conn-window 256K --quic-stream-window 64K)
 
 # ---- helpers -------------------------------------------------------------------
 
-# wait_pid PID [SECONDS]: the exit status of PID, or 124 after killing it
-# when it outlives SECONDS.
-wait_pid() {
-  local pid=$1 limit=${2:-$LIMIT} i rc=0
-  for ((i = 0; i < limit * 20; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.05
-  done
-  if kill -0 "$pid" 2>/dev/null; then
-    kill -9 "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
-    return 124
-  fi
-  wait "$pid" || rc=$?
-  return "$rc"
-}
-
 # jget FILE EVENT KEY: KEY of the last JSON line of FILE whose event is EVENT.
 jget() {
   python3 - "$@" <<'PY'

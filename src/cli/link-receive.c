@@ -101,10 +101,11 @@ fail(LinkReceive *st, int status, const char *fmt, ...)
 /* ---- unpacking a folder ------------------------------------------------------- */
 
 /* Opens the folder that holds path's last component, beneath the stage
- * folder, making missing folders on the way. Sets *leaf. Returns an fd to
- * close, or -1 with error. */
+ * folder, making missing folders on the way, and sets *name to that last
+ * component (without a directory's trailing '/'; free it). Returns an fd
+ * to close, or -1 with error. */
 static int
-open_parent(LinkReceive *st, const char *path, const char **leaf, GError **error)
+open_parent(LinkReceive *st, const char *path, char **name, GError **error)
 {
   g_auto(GStrv) parts = g_strsplit(path, "/", -1);
   guint n = g_strv_length(parts);
@@ -121,36 +122,18 @@ open_parent(LinkReceive *st, const char *path, const char **leaf, GError **error
     close(fd);
     fd = next;
   }
-  *leaf = path + strlen(path);
-  if (fd >= 0 && n > 0) {
-    const char *p = strstr(path, parts[n - 1]);
-    /* the last component is at the end (before a trailing '/') */
-    for (const char *q = p; q != NULL; q = strstr(q + 1, parts[n - 1]))
-      p = q;
-    *leaf = p;
-  }
+  *name = g_strdup(n > 0 ? parts[n - 1] : "");
   return fd;
-}
-
-static char *
-leaf_name(const char *leaf)
-{
-  char *name = g_strdup(leaf);
-  gsize n = strlen(name);
-  while (n > 0 && name[n - 1] == '/')
-    name[--n] = '\0';
-  return name;
 }
 
 static gboolean
 on_tar_entry(const FerryTarEntry *e, gpointer user, GError **error)
 {
   LinkReceive *st = user;
-  const char *leaf;
-  int parent = open_parent(st, e->path, &leaf, error);
+  g_autofree char *name = NULL;
+  int parent = open_parent(st, e->path, &name, error);
   if (parent < 0)
     return FALSE;
-  g_autofree char *name = leaf_name(leaf);
   gboolean ok = TRUE;
   if (e->type == FERRY_TAR_DIR) {
     if (mkdirat(parent, name, 0700) < 0 && errno != EEXIST)
@@ -285,11 +268,10 @@ finish_folder(LinkReceive *st, GString *placed, GError **error)
 {
   for (guint i = st->dirs->len; i-- > 0;) {
     const DirMode *d = &g_array_index(st->dirs, DirMode, i);
-    const char *leaf;
-    int parent = open_parent(st, d->path, &leaf, NULL);
+    g_autofree char *name = NULL;
+    int parent = open_parent(st, d->path, &name, NULL);
     if (parent < 0)
       continue;
-    g_autofree char *name = leaf_name(leaf);
     struct timespec t[2] = {{d->mtime, 0}, {d->mtime, 0}};
     fchmodat(parent, name, (d->mode & 0777) | 0700, 0);
     utimensat(parent, name, t, AT_SYMLINK_NOFOLLOW);

@@ -443,9 +443,6 @@ put_done(LinkSend *st, guint code, GBytes *body, GError *error)
     st->status =
         produce_error->code == FERRY_ERROR_CORRUPT ? FERRY_EXIT_VERIFY : FERRY_EXIT_LOCAL_FILE;
     cli_output_fail(st->out, st->status, "%s", produce_error->message);
-  } else if (body == NULL && produce_error != NULL && error == NULL) {
-    st->status = FERRY_EXIT_FAILURE;
-    cli_output_fail(st->out, st->status, "%s", produce_error->message);
   } else if (body == NULL) {
     st->status = code == 0 ? FERRY_EXIT_NO_SERVER : FERRY_EXIT_FAILURE;
     cli_output_fail(st->out, st->status,
