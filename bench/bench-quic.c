@@ -40,6 +40,7 @@ typedef struct {
   guint streams;
   FerryQuicCC cc;
   gboolean no_gso;
+  gsize datagram; /* 0: ferry_quic_config_init()'s */
   const char *only;
 } Opts;
 
@@ -251,6 +252,8 @@ quic_start(Bench *b, FerryQuicRole role, int fd, const struct sockaddr_in *peer)
   ferry_quic_config_init(&c, role);
   c.cc = b->o->cc;
   c.no_gso = b->o->no_gso;
+  if (b->o->datagram > 0)
+    c.max_udp_payload = b->o->datagram;
   c.user_data = b;
   c.callbacks.closed = on_closed;
   if (role == FERRY_QUIC_SERVER) {
@@ -526,7 +529,7 @@ main(int argc, char **argv)
   Opts o = {.bytes = 1024ull * 1024 * 1024, .runs = 3, .streams = 1, .cc = FERRY_QUIC_CC_BBR};
   g_autofree char *cc = NULL, *only = NULL;
   gint64 bytes = 0;
-  gint runs = 0, streams = 0;
+  gint runs = 0, streams = 0, datagram = 0;
   gboolean no_gso = FALSE;
   GOptionEntry entries[] = {
       {"bytes", 0, 0, G_OPTION_ARG_INT64, &bytes, "bytes per run (default 1 GiB)", "N"},
@@ -534,6 +537,8 @@ main(int argc, char **argv)
       {"cc", 0, 0, G_OPTION_ARG_STRING, &cc, "congestion controller (default bbr)", "NAME"},
       {"streams", 0, 0, G_OPTION_ARG_INT, &streams, "QUIC streams in parallel (default 1)", "N"},
       {"no-gso", 0, 0, G_OPTION_ARG_NONE, &no_gso, "send QUIC datagrams one by one", NULL},
+      {"datagram", 0, 0, G_OPTION_ARG_INT, &datagram,
+       "largest QUIC datagram (default 1452; up to 65000 on loopback)", "BYTES"},
       {"only", 0, 0, G_OPTION_ARG_STRING, &only, "run only quic, tls or tcp", "KIND"},
       {NULL},
   };
@@ -555,6 +560,7 @@ main(int argc, char **argv)
   if (streams > 0)
     o.streams = (guint)streams;
   o.no_gso = no_gso;
+  o.datagram = datagram > 0 ? (gsize)datagram : 0;
   o.only = only;
   signal(SIGPIPE, SIG_IGN);
 

@@ -38,6 +38,10 @@ G_BEGIN_DECLS
 
 #define FERRY_QUIC_ALPN "ferry/1"
 
+/* The largest max_udp_payload a FerryQuicConfig may ask for: what fits in
+ * one UDP datagram of a 64 KiB loopback MTU, and in one GSO send. */
+#define FERRY_QUIC_MAX_UDP_PAYLOAD 65000
+
 typedef struct _FerryQuic FerryQuic;
 typedef struct _FerryQuicStream FerryQuicStream;
 
@@ -111,9 +115,13 @@ typedef struct {
   guint idle_timeout_ms;          /* default 30000 */
   guint handshake_timeout_ms;     /* default 10000 */
   guint keepalive_ms;             /* PING after this much quiet; default 10000, 0: never */
-  /* The largest datagram we send (UDP payload), 1200-1452, default 1452;
-   * path MTU discovery may settle lower. Lower it for relayed paths, whose
-   * TURN framing needs room (36 bytes for a Send indication). */
+  /* The largest datagram we send (UDP payload), default 1452; path MTU
+   * discovery may settle lower. Lower it for relayed paths, whose TURN
+   * framing needs room (36 bytes for a Send indication). Up to
+   * FERRY_QUIC_MAX_UDP_PAYLOAD only where the path is known to carry it
+   * (loopback: a 64 KiB MTU): datagrams that size are sent from the
+   * first packet on, with no discovery, and the peer's max_udp_payload_size
+   * transport parameter still caps them. */
   gsize max_udp_payload;
   /* When TRUE, received bytes are credited back to the peer only by
    * ferry_quic_stream_consume(): a slow consumer pushes back. */
