@@ -690,26 +690,39 @@ test_handshake_timeout(void)
   harness_clear(&h);
 }
 
+/* Runs MODE_BULK over UDP (datagrams up to `payload` bytes, 0: the
+ * default) and checks that every byte arrived both ways; the caller checks
+ * the rest and clears h. */
+static void
+run_bulk(Harness *h, UdpPair *p, gsize payload, FerryQuicInfo *ci, FerryQuicInfo *si)
+{
+  FerryQuicConfig cc, sc;
+
+  harness_init(h, MODE_BULK);
+  side_config(&h->client, &cc, FERRY_QUIC_CLIENT);
+  side_config(&h->server, &sc, FERRY_QUIC_SERVER);
+  if (payload > 0)
+    cc.max_udp_payload = sc.max_udp_payload = payload;
+  start_udp(h, p, &cc, &sc);
+  g_assert_true(
+      WAIT_UNTIL(h, h->client.streams_closed_ok == 1 && h->server.streams_closed_ok == 1));
+  ferry_quic_get_info(h->client.q, ci);
+  ferry_quic_get_info(h->server.q, si);
+  g_assert_cmpuint(ci->stream_bytes_sent, ==, BULK_BYTES);
+  g_assert_cmpuint(ci->stream_bytes_received, ==, BULK_BYTES);
+  g_assert_cmpuint(si->stream_bytes_sent, ==, BULK_BYTES);
+  g_assert_cmpuint(si->stream_bytes_received, ==, BULK_BYTES);
+}
+
 static void
 test_bulk_bidirectional(void)
 {
   Harness h;
   UdpPair p;
-  FerryQuicConfig cc, sc;
   FerryQuicInfo ci, si;
   FerryUdpStats st;
 
-  harness_init(&h, MODE_BULK);
-  side_config(&h.client, &cc, FERRY_QUIC_CLIENT);
-  side_config(&h.server, &sc, FERRY_QUIC_SERVER);
-  start_udp(&h, &p, &cc, &sc);
-  g_assert_true(WAIT_UNTIL(&h, h.client.streams_closed_ok == 1 && h.server.streams_closed_ok == 1));
-  ferry_quic_get_info(h.client.q, &ci);
-  ferry_quic_get_info(h.server.q, &si);
-  g_assert_cmpuint(ci.stream_bytes_sent, ==, BULK_BYTES);
-  g_assert_cmpuint(ci.stream_bytes_received, ==, BULK_BYTES);
-  g_assert_cmpuint(si.stream_bytes_sent, ==, BULK_BYTES);
-  g_assert_cmpuint(si.stream_bytes_received, ==, BULK_BYTES);
+  run_bulk(&h, &p, 0, &ci, &si);
   g_assert_cmpuint(ci.bytes_sent, >, BULK_BYTES);
   ferry_udp_transport_get_stats(p.server_t, &st);
   g_assert_cmpuint(st.datagrams_in, >=, si.datagrams_received); /* more may arrive meanwhile */
@@ -723,6 +736,47 @@ test_bulk_bidirectional(void)
                  ci.smoothed_rtt_us);
   g_assert_false(h.client.closed || h.server.closed);
   harness_clear(&h);
+}
+
+/* On loopback the whole transfer goes in datagrams of 32000 bytes once
+ * the handshake is done (which itself keeps to 1452), far fewer than at
+ * 1452 bytes. */
+static void
+test_large_datagrams(void)
+{
+  Harness h;
+  UdpPair p;
+  FerryQuicInfo ci, si;
+
+  run_bulk(&h, &p, 32000, &ci, &si);
+  g_assert_cmpuint(ci.datagrams_sent, <, BULK_BYTES / 8000);
+  g_assert_cmpuint(si.datagrams_sent, <, BULK_BYTES / 8000);
+  g_assert_false(h.client.closed || h.server.closed);
+  harness_clear(&h);
+}
+
+/* Loopback is this host (its MTU, less headers, capped); a documentation
+ * address no interface here holds is not. */
+static void
+test_udp_same_host_payload(void)
+{
+  struct sockaddr_in v4 = {.sin_family = AF_INET, .sin_port = htons(9)};
+  struct sockaddr_in6 v6 = {.sin6_family = AF_INET6, .sin6_port = htons(9)};
+
+  inet_pton(AF_INET, "127.0.0.1", &v4.sin_addr);
+  g_assert_cmpuint(ferry_udp_same_host_payload((struct sockaddr *)&v4, sizeof v4, 32000), ==,
+                   32000);
+  g_assert_cmpuint(ferry_udp_same_host_payload((struct sockaddr *)&v4, sizeof v4, 2000), ==, 2000);
+  inet_pton(AF_INET, "198.51.100.7", &v4.sin_addr);
+  g_assert_cmpuint(ferry_udp_same_host_payload((struct sockaddr *)&v4, sizeof v4, 32000), ==, 0);
+  v6.sin6_addr = in6addr_loopback;
+  int fd = socket(AF_INET6, SOCK_DGRAM, 0);
+  gboolean have_v6 = fd >= 0 && bind(fd, (struct sockaddr *)&v6, sizeof v6) == 0;
+  if (fd >= 0)
+    close(fd);
+  if (have_v6)
+    g_assert_cmpuint(ferry_udp_same_host_payload((struct sockaddr *)&v6, sizeof v6, 32000), ==,
+                     32000);
 }
 
 static void
@@ -1186,6 +1240,8 @@ main(int argc, char **argv)
   g_test_add_func("/net/quic/handshake-timeout", test_handshake_timeout);
   g_test_add_func("/net/quic/bulk-bidirectional", test_bulk_bidirectional);
   g_test_add_func("/net/quic/many-streams", test_many_streams);
+  g_test_add_func("/net/quic/large-datagrams", test_large_datagrams);
+  g_test_add_func("/net/udp/same-host-payload", test_udp_same_host_payload);
   g_test_add_func("/net/quic/stream-reset", test_stream_reset);
   g_test_add_func("/net/quic/lossy-callback", test_lossy_callback);
   g_test_add_func("/net/quic/stun-filtered", test_stun_filtered);

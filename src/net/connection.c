@@ -34,6 +34,9 @@
 #define IDLE_TIMEOUT_MS  5000  /* QUIC: silence before a connection counts as dead */
 #define MAX_SECRET_LINES 256   /* sealed ICE messages accepted per attempt */
 #define ERR_FAILED       0     /* FERRY_ERROR_FAILED as a negated code */
+/* The largest datagram to a peer on this same host (loopback MTU 64 KiB):
+ * two fill one GSO send. */
+#define SAME_HOST_DATAGRAM 32000
 
 /* ---- options ------------------------------------------------------------ */
 
@@ -1015,6 +1018,7 @@ start_quic(FerryConnection *c)
   FerryQuicTransport *t = NULL;
   FerryIcePath ip;
   GError *error = NULL;
+  gsize datagram = 0;
 
   if (!ferry_ice_get_path(c->ice, &ip, &error)) {
     conn_fail(c, ERR_FAILED, "%s", error->message);
@@ -1038,6 +1042,10 @@ start_quic(FerryConnection *c)
     struct sockaddr_storage ss;
     int fd = dup(g_socket_get_fd(sock));
     gboolean ok = fd >= 0 && g_socket_address_to_native(remote, &ss, sizeof ss, &error);
+    if (ok)
+      datagram = ferry_udp_same_host_payload((struct sockaddr *)&ss,
+                                             (socklen_t)g_socket_address_get_native_size(remote),
+                                             SAME_HOST_DATAGRAM);
     if (ok)
       t = ferry_udp_transport_new(fd, (struct sockaddr *)&ss,
                                   (socklen_t)g_socket_address_get_native_size(remote),
@@ -1079,6 +1087,8 @@ start_quic(FerryConnection *c)
   qc.idle_timeout_ms = c->opts->idle_timeout_ms ? c->opts->idle_timeout_ms : IDLE_TIMEOUT_MS;
   qc.keepalive_ms = qc.idle_timeout_ms / 4;
   qc.manual_flow_control = TRUE;
+  if (datagram > qc.max_udp_payload)
+    qc.max_udp_payload = datagram;
   qc.callbacks.handshake_done = q_handshake_done;
   qc.callbacks.stream_opened = q_stream_opened;
   qc.callbacks.stream_data = q_stream_data;

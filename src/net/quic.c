@@ -409,6 +409,19 @@ stream_shut_write(FerryQuic *q, FerryQuicStream *s)
     q->cfg.callbacks.stream_writable(q, s, q->cfg.user_data);
 }
 
+/* The size to offer ngtcp2 for the next packet. Datagrams above 1452
+ * bytes wait for the end of the handshake: ngtcp2 pads Initial packets to
+ * the whole room, and until then the peer may still take datagrams
+ * through libnice, which carries at most
+ * FERRY_QUIC_CALLBACK_MAX_DATAGRAM (a lost Initial costs a 1 s PTO). */
+static gsize
+packet_room(FerryQuic *q)
+{
+  if (q->cfg.max_udp_payload > MAX_PKT && !ngtcp2_conn_get_handshake_completed(q->conn))
+    return MAX_PKT;
+  return q->cfg.max_udp_payload;
+}
+
 /* Writes one packet into dest from the streams in line. Returns its size,
  * 0 when nothing can be sent now, or a negative ngtcp2 error. */
 static ngtcp2_ssize
@@ -427,8 +440,8 @@ write_one(FerryQuic *q, guint8 *dest, ngtcp2_tstamp ts)
       nvec = quic_stream_next(s, vec, MAX_VECS, &fin, &total);
       flags = NGTCP2_WRITE_STREAM_FLAG_MORE | (fin ? NGTCP2_WRITE_STREAM_FLAG_FIN : 0);
     }
-    n = ngtcp2_conn_writev_stream(q->conn, NULL, NULL, dest, q->cfg.max_udp_payload, &ndatalen,
-                                  flags, s != NULL ? s->id : -1, vec, nvec, ts);
+    n = ngtcp2_conn_writev_stream(q->conn, NULL, NULL, dest, packet_room(q), &ndatalen, flags,
+                                  s != NULL ? s->id : -1, vec, nvec, ts);
     if (s != NULL && ndatalen >= 0) {
       quic_stream_advance(s, (gsize)ndatalen);
       q->stream_bytes_sent += (guint64)ndatalen;

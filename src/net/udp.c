@@ -503,3 +503,34 @@ ferry_udp_transport_get_stats(FerryQuicTransport *t, FerryUdpStats *stats)
   stats->gso = __atomic_load_n(&u->stats.gso, __ATOMIC_RELAXED);
   stats->gro = u->stats.gro;
 }
+
+gsize
+ferry_udp_same_host_payload(const struct sockaddr *peer, socklen_t peer_len, gsize cap)
+{
+  struct sockaddr_storage ss;
+  gboolean v6 = peer->sa_family == AF_INET6;
+  int fd, mtu = 0;
+  socklen_t mtu_len = sizeof mtu;
+  gboolean local;
+
+  if ((peer->sa_family != AF_INET && !v6) || peer_len > sizeof ss)
+    return 0;
+  fd = socket(peer->sa_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return 0;
+  /* Only an address of this host can be bound (port 0: any free one). */
+  memcpy(&ss, peer, peer_len);
+  if (v6)
+    ((struct sockaddr_in6 *)&ss)->sin6_port = 0;
+  else
+    ((struct sockaddr_in *)&ss)->sin_port = 0;
+  local =
+      bind(fd, (struct sockaddr *)&ss, peer_len) == 0 && connect(fd, peer, peer_len) == 0 &&
+      getsockopt(fd, v6 ? IPPROTO_IPV6 : IPPROTO_IP, v6 ? IPV6_MTU : IP_MTU, &mtu, &mtu_len) == 0;
+  close(fd);
+  /* IPv6 and UDP headers: 48 bytes; IPv4 and UDP: 28. */
+  gsize header = v6 ? 48 : 28;
+  if (!local || mtu <= 0 || (gsize)mtu <= header)
+    return 0;
+  return MIN((gsize)mtu - header, cap);
+}
