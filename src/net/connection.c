@@ -260,6 +260,8 @@ struct _FerryConnection {
   /* events from the QUIC thread */
   GMutex lock;
   GQueue events; /* Ev*, under lock */
+  GSList *spare; /* GByteArray* of DATA_PIECE bytes for data events, under lock */
+  guint n_spare;
   GSource *dispatch;
   gint wake_pending;   /* data queued; wake the main context at the round's end */
   GQueue held;         /* Ev*: application events before delivery starts */
@@ -318,6 +320,38 @@ ev_free(Ev *e)
     g_byte_array_unref(e->data);
   g_clear_error(&e->error);
   g_free(e);
+}
+
+/* Most data arrive one datagram at a time: consecutive data of one stream
+ * are appended to the event already waiting (up to a bound), and the main
+ * context is woken only when the queue goes from empty to not empty, so a
+ * busy stream costs one wake-up and one copy per batch, not per packet.
+ * Each data event's buffer holds DATA_PIECE bytes from the start (growing
+ * one by realloc copied every byte again) and is used again once
+ * delivered: a few stay spare, so the pages are not faulted in anew. */
+#define DATA_PIECE            (1024 * 1024)
+#define MAX_SPARE_PIECES      8
+#define MAX_COALESCE_LOOKBACK 64
+
+/* Frees a delivered event; its data buffer becomes a spare one. */
+static void
+ev_recycle(FerryConnection *c, Ev *e)
+{
+  GByteArray *piece = e->data;
+  if (piece != NULL && piece->len <= DATA_PIECE) {
+    e->data = NULL;
+    g_byte_array_set_size(piece, 0);
+    g_mutex_lock(&c->lock);
+    if (c->n_spare < MAX_SPARE_PIECES) {
+      c->spare = g_slist_prepend(c->spare, piece);
+      c->n_spare++;
+      piece = NULL;
+    }
+    g_mutex_unlock(&c->lock);
+    if (piece != NULL)
+      g_byte_array_unref(piece);
+  }
+  ev_free(e);
 }
 
 /* ---- streams ------------------------------------------------------------ */
@@ -407,12 +441,19 @@ ferry_stream_get_connection(FerryStream *s)
 
 /* ---- QUIC callbacks: on the QUIC thread, they only queue ---------------- */
 
-/* Most data arrive one datagram at a time: consecutive data of one stream
- * are appended to the event already waiting (up to a bound), and the main
- * context is woken only when the queue goes from empty to not empty, so a
- * busy stream costs one wake-up and one copy per batch, not per packet. */
-#define MAX_COALESCED_BYTES   (4 * 1024 * 1024)
-#define MAX_COALESCE_LOOKBACK 64
+static GByteArray *
+take_piece(FerryConnection *c)
+{
+  GByteArray *piece = NULL;
+  g_mutex_lock(&c->lock);
+  if (c->spare != NULL) {
+    piece = c->spare->data;
+    c->spare = g_slist_delete_link(c->spare, c->spare);
+    c->n_spare--;
+  }
+  g_mutex_unlock(&c->lock);
+  return piece != NULL ? piece : g_byte_array_sized_new(DATA_PIECE);
+}
 
 static void
 post_full(FerryConnection *c, EvKind kind, FerryStream *s, const guint8 *buf, gsize len,
@@ -429,7 +470,7 @@ post_full(FerryConnection *c, EvKind kind, FerryStream *s, const guint8 *buf, gs
       Ev *e = l->data;
       if (e->s != s)
         continue;
-      if (e->kind == EV_DATA && !e->fin && e->data->len + len <= MAX_COALESCED_BYTES) {
+      if (e->kind == EV_DATA && !e->fin && e->data->len + len <= DATA_PIECE) {
         g_byte_array_append(e->data, buf, (guint)len);
         e->fin = fin;
         g_mutex_unlock(&c->lock);
@@ -444,7 +485,7 @@ post_full(FerryConnection *c, EvKind kind, FerryStream *s, const guint8 *buf, gs
   e->kind = kind;
   e->s = s != NULL ? ferry_stream_ref(s) : NULL;
   if (kind == EV_DATA) {
-    e->data = g_byte_array_sized_new((guint)MAX(len, 64 * 1024));
+    e->data = len <= DATA_PIECE ? take_piece(c) : g_byte_array_sized_new((guint)len);
     g_byte_array_append(e->data, buf, (guint)len);
   }
   e->fin = fin;
@@ -756,12 +797,12 @@ handle_event(FerryConnection *c, Ev *e)
     used = c->state == CONN_OPEN || handle_auth_event(c, e);
   }
   if (used) {
-    ev_free(e);
+    ev_recycle(c, e);
   } else if (!c->delivering) {
     g_queue_push_tail(&c->held, e);
   } else {
     deliver(c, e);
-    ev_free(e);
+    ev_recycle(c, e);
   }
 }
 
@@ -774,7 +815,7 @@ dispatch_cb(gpointer data)
   while (c->delivering && !g_queue_is_empty(&c->held)) {
     Ev *e = g_queue_pop_head(&c->held);
     deliver(c, e);
-    ev_free(e);
+    ev_recycle(c, e);
   }
   for (;;) {
     g_mutex_lock(&c->lock);
@@ -857,6 +898,7 @@ conn_free_internal(FerryConnection *c)
   g_free(c->peer);
   g_free(c->receiver_id);
   g_free(c->nameplate);
+  g_slist_free_full(c->spare, (GDestroyNotify)g_byte_array_unref);
   g_mutex_clear(&c->lock);
   g_main_context_unref(c->ctx);
   g_rc_box_release_full(c->opts, opts_clear);
