@@ -3,6 +3,7 @@
  * transfers checked byte for byte, resets, closes, a vanished peer, and
  * STUN kept away from QUIC. */
 #include <arpa/inet.h>
+#include <ifaddrs.h>
 #include <netinet/in.h>
 #include <netinet/udp.h>
 
@@ -764,19 +765,47 @@ test_udp_same_host_payload(void)
   struct sockaddr_in6 v6 = {.sin6_family = AF_INET6, .sin6_port = htons(9)};
 
   inet_pton(AF_INET, "127.0.0.1", &v4.sin_addr);
-  g_assert_cmpuint(ferry_udp_same_host_payload((struct sockaddr *)&v4, sizeof v4, 32000), ==,
+  g_assert_cmpuint(ferry_udp_same_host_payload(-1, (struct sockaddr *)&v4, sizeof v4, 32000), ==,
                    32000);
-  g_assert_cmpuint(ferry_udp_same_host_payload((struct sockaddr *)&v4, sizeof v4, 2000), ==, 2000);
+  g_assert_cmpuint(ferry_udp_same_host_payload(-1, (struct sockaddr *)&v4, sizeof v4, 2000), ==,
+                   2000);
   inet_pton(AF_INET, "198.51.100.7", &v4.sin_addr);
-  g_assert_cmpuint(ferry_udp_same_host_payload((struct sockaddr *)&v4, sizeof v4, 32000), ==, 0);
+  g_assert_cmpuint(ferry_udp_same_host_payload(-1, (struct sockaddr *)&v4, sizeof v4, 32000), ==,
+                   0);
   v6.sin6_addr = in6addr_loopback;
   int fd = socket(AF_INET6, SOCK_DGRAM, 0);
   gboolean have_v6 = fd >= 0 && bind(fd, (struct sockaddr *)&v6, sizeof v6) == 0;
   if (fd >= 0)
     close(fd);
   if (have_v6)
-    g_assert_cmpuint(ferry_udp_same_host_payload((struct sockaddr *)&v6, sizeof v6, 32000), ==,
+    g_assert_cmpuint(ferry_udp_same_host_payload(-1, (struct sockaddr *)&v6, sizeof v6, 32000), ==,
                      32000);
+
+  /* A link-local address of ours, given without its interface (as ICE
+   * hands it over): the socket's own interface is used. */
+  struct ifaddrs *ifs = NULL;
+  if (getifaddrs(&ifs) != 0)
+    return;
+  for (struct ifaddrs *i = ifs; i != NULL; i = i->ifa_next) {
+    if (i->ifa_addr == NULL || i->ifa_addr->sa_family != AF_INET6 ||
+        !IN6_IS_ADDR_LINKLOCAL(&((struct sockaddr_in6 *)i->ifa_addr)->sin6_addr))
+      continue;
+    struct sockaddr_in6 ll = *(struct sockaddr_in6 *)i->ifa_addr;
+    ll.sin6_port = 0;
+    fd = socket(AF_INET6, SOCK_DGRAM, 0);
+    g_assert_cmpint(fd, >=, 0);
+    if (bind(fd, (struct sockaddr *)&ll, sizeof ll) == 0) {
+      ll.sin6_port = htons(9);
+      ll.sin6_scope_id = 0;
+      g_assert_cmpuint(ferry_udp_same_host_payload(-1, (struct sockaddr *)&ll, sizeof ll, 32000),
+                       ==, 0);
+      g_assert_cmpuint(ferry_udp_same_host_payload(fd, (struct sockaddr *)&ll, sizeof ll, 32000), >,
+                       1452);
+    }
+    close(fd);
+    break;
+  }
+  freeifaddrs(ifs);
 }
 
 static void

@@ -1085,7 +1085,7 @@ start_quic(FerryConnection *c)
     int fd = dup(g_socket_get_fd(sock));
     gboolean ok = fd >= 0 && g_socket_address_to_native(remote, &ss, sizeof ss, &error);
     if (ok)
-      datagram = ferry_udp_same_host_payload((struct sockaddr *)&ss,
+      datagram = ferry_udp_same_host_payload(fd, (struct sockaddr *)&ss,
                                              (socklen_t)g_socket_address_get_native_size(remote),
                                              SAME_HOST_DATAGRAM);
     if (ok)

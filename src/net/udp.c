@@ -505,29 +505,41 @@ ferry_udp_transport_get_stats(FerryQuicTransport *t, FerryUdpStats *stats)
 }
 
 gsize
-ferry_udp_same_host_payload(const struct sockaddr *peer, socklen_t peer_len, gsize cap)
+ferry_udp_same_host_payload(int fd, const struct sockaddr *peer, socklen_t peer_len, gsize cap)
 {
   struct sockaddr_storage ss;
   gboolean v6 = peer->sa_family == AF_INET6;
-  int fd, mtu = 0;
+  int probe, mtu = 0;
   socklen_t mtu_len = sizeof mtu;
   gboolean local;
 
   if ((peer->sa_family != AF_INET && !v6) || peer_len > sizeof ss)
     return 0;
-  fd = socket(peer->sa_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (fd < 0)
-    return 0;
-  /* Only an address of this host can be bound (port 0: any free one). */
   memcpy(&ss, peer, peer_len);
+  if (v6) {
+    /* A link-local peer may come without its interface: it is the one
+     * our own socket is bound on. */
+    struct sockaddr_in6 *p6 = (struct sockaddr_in6 *)&ss, mine;
+    socklen_t mine_len = sizeof mine;
+    if (IN6_IS_ADDR_LINKLOCAL(&p6->sin6_addr) && p6->sin6_scope_id == 0 &&
+        getsockname(fd, (struct sockaddr *)&mine, &mine_len) == 0 && mine.sin6_family == AF_INET6)
+      p6->sin6_scope_id = mine.sin6_scope_id;
+  }
+  probe = socket(peer->sa_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (probe < 0)
+    return 0;
+  /* Only an address of this host can be bound (port 0: any free one);
+   * connected, the socket then tells the route's MTU. */
+  struct sockaddr_storage any = ss;
   if (v6)
-    ((struct sockaddr_in6 *)&ss)->sin6_port = 0;
+    ((struct sockaddr_in6 *)&any)->sin6_port = 0;
   else
-    ((struct sockaddr_in *)&ss)->sin_port = 0;
-  local =
-      bind(fd, (struct sockaddr *)&ss, peer_len) == 0 && connect(fd, peer, peer_len) == 0 &&
-      getsockopt(fd, v6 ? IPPROTO_IPV6 : IPPROTO_IP, v6 ? IPV6_MTU : IP_MTU, &mtu, &mtu_len) == 0;
-  close(fd);
+    ((struct sockaddr_in *)&any)->sin_port = 0;
+  local = bind(probe, (struct sockaddr *)&any, peer_len) == 0 &&
+          connect(probe, (struct sockaddr *)&ss, peer_len) == 0 &&
+          getsockopt(probe, v6 ? IPPROTO_IPV6 : IPPROTO_IP, v6 ? IPV6_MTU : IP_MTU, &mtu,
+                     &mtu_len) == 0;
+  close(probe);
   /* IPv6 and UDP headers: 48 bytes; IPv4 and UDP: 28. */
   gsize header = v6 ? 48 : 28;
   if (!local || mtu <= 0 || (gsize)mtu <= header)

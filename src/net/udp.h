@@ -65,13 +65,16 @@ void ferry_udp_transport_set_filter(FerryQuicTransport *t, FerryUdpFilterFunc fu
 
 void ferry_udp_transport_get_stats(FerryQuicTransport *t, FerryUdpStats *stats);
 
-/* The largest UDP payload worth sending to peer when it is on this very
- * host (its address is one of ours): packets to it never leave the
- * machine, so the kernel's MTU for the route (the loopback device's,
- * 64 KiB) is the path MTU, exactly. Capped at `cap`. Returns 0 when peer
- * is not on this host or the MTU cannot be read: then nothing is known
- * beyond a link's first hop, and QUIC's own path MTU discovery decides. */
-gsize ferry_udp_same_host_payload(const struct sockaddr *peer, socklen_t peer_len, gsize cap);
+/* The largest UDP payload worth sending to peer from the socket fd when
+ * the peer is on this very host (its address is one of ours): packets to
+ * it never leave the machine, so the kernel's MTU for the route (the
+ * loopback device's, 64 KiB) is the path MTU, exactly. Capped at `cap`.
+ * A link-local IPv6 peer without a scope is taken to be on fd's
+ * interface. Returns 0 when peer is not on this host or the MTU cannot be
+ * read: then nothing is known beyond a link's first hop, and QUIC's own
+ * path MTU discovery decides. */
+gsize ferry_udp_same_host_payload(int fd, const struct sockaddr *peer, socklen_t peer_len,
+                                  gsize cap);
 
 /* TRUE when data[0..len) is a STUN message (RFC 5389 header checks). QUIC
  * packets never pass: ngtcp2 may clear the QUIC fixed bit ("greasing"), so
