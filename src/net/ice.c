@@ -37,6 +37,8 @@ struct _FerryIce {
 
   gboolean force_relay;
   gboolean ipv4, ipv6, include_loopback;
+  gboolean server_lo4, server_lo6; /* a STUN or UDP TURN server is on our loopback */
+  gboolean have_lo4, have_lo6;     /* loopback addresses were gathered */
   guint timeout_ms;
   GPtrArray *relays; /* Relay* */
 
@@ -342,18 +344,85 @@ on_nice_recv(NiceAgent *agent, guint stream_id, guint component_id, guint len, g
     ice->on_recv(ice, (const guint8 *)buf, len, ice->recv_data);
 }
 
+static GInetSocketAddress *
+to_gaddress(const NiceAddress *addr)
+{
+  struct sockaddr_storage ss;
+  memset(&ss, 0, sizeof ss);
+  nice_address_copy_to_sockaddr(addr, (struct sockaddr *)&ss);
+  return G_INET_SOCKET_ADDRESS(g_socket_address_new_from_native(
+      &ss, nice_address_ip_version(addr) == 6 ? sizeof(struct sockaddr_in6)
+                                              : sizeof(struct sockaddr_in)));
+}
+
+static gboolean
+is_loopback(const NiceAddress *addr)
+{
+  g_autoptr(GInetSocketAddress) a = to_gaddress(addr);
+  return g_inet_address_get_is_loopback(g_inet_socket_address_get_address(a));
+}
+
+/* Neither loopback nor link-local: an address peers can meet on. */
+static gboolean
+is_routable(const NiceAddress *addr)
+{
+  g_autoptr(GInetSocketAddress) a = to_gaddress(addr);
+  GInetAddress *ip = g_inet_socket_address_get_address(a);
+  return !g_inet_address_get_is_loopback(ip) && !g_inet_address_get_is_link_local(ip);
+}
+
+/* Whether a STUN or TURN server's host (an address or a name) is this
+ * machine's loopback in the IP version given (4 or 6). */
+static gboolean
+host_is_loopback(const char *host, int version)
+{
+  g_autoptr(GInetAddress) a = g_inet_address_new_from_string(host);
+
+  if (a == NULL)
+    return g_ascii_strcasecmp(host, "localhost") == 0;
+  return g_inet_address_get_is_loopback(a) &&
+         g_inet_address_get_family(a) ==
+             (version == 6 ? G_SOCKET_FAMILY_IPV6 : G_SOCKET_FAMILY_IPV4);
+}
+
+/* Whether our loopback addresses of this IP version are gathered. */
+static gboolean
+loopback_wanted(FerryIce *ice, int version, gboolean routable)
+{
+  return !routable || (version == 6 ? ice->server_lo6 : ice->server_lo4);
+}
+
 /* Local addresses to gather on. libnice gathers every non-loopback address
  * by itself, but only as long as nobody calls
  * nice_agent_add_local_address(); adding 127.0.0.1 then limits it to that
- * one. So with loopback we enumerate the addresses ourselves (loopback
- * included) and add them all; the family filters go the same way. */
+ * one. So we enumerate the addresses ourselves and add them; the family
+ * filters go the same way.
+ *
+ * Loopback is added only where it can help. A loopback candidate reaches
+ * only a peer on this very host (network namespace), which also has our
+ * other addresses, and the kernel carries those over the loopback device
+ * just the same. Towards any other host its pairs cannot work, and they cost
+ * about 2 s: libnice 0.1.21 gives a host candidate the local preference of
+ * its address's position in nice_interfaces_get_local_ips(), which lists
+ * loopback last, so these pairs outrank every real one; it holds READY back
+ * while a pair ranked above the nominated one is still in progress; and
+ * their checks fail only when the retransmissions run out, as a socket
+ * bound to 127.0.0.1 is pinned to the loopback device (IP_UNICAST_IF) and
+ * its sends to other hosts vanish without an error. So loopback is added
+ * when the machine has no other address to meet on (no address of an
+ * allowed family that is neither loopback nor link-local) and, per IP
+ * version, when a STUN or UDP TURN server is on the loopback: libnice pins
+ * every host socket to its interface the same way, so only a loopback one
+ * reaches such a server. */
 static guint
 add_local_addresses(FerryIce *ice)
 {
   GList *ips = nice_interfaces_get_local_ips(ice->include_loopback);
+  GArray *addrs = g_array_new(FALSE, FALSE, sizeof(NiceAddress));
+  gboolean routable = FALSE;
   guint added = 0;
 
-  for (GList *l = ips; l != NULL && added < NICE_CANDIDATE_MAX_LOCAL_ADDRESSES; l = l->next) {
+  for (GList *l = ips; l != NULL; l = l->next) {
     NiceAddress addr;
     int version;
 
@@ -362,10 +431,27 @@ add_local_addresses(FerryIce *ice)
     version = nice_address_ip_version(&addr);
     if ((version == 4 && !ice->ipv4) || (version == 6 && !ice->ipv6))
       continue;
-    nice_agent_add_local_address(ice->agent, &addr);
-    added++;
+    routable = routable || is_routable(&addr);
+    g_array_append_val(addrs, addr);
   }
   g_list_free_full(ips, g_free);
+
+  for (guint i = 0; i < addrs->len && added < NICE_CANDIDATE_MAX_LOCAL_ADDRESSES; i++) {
+    NiceAddress *addr = &g_array_index(addrs, NiceAddress, i);
+    int version = nice_address_ip_version(addr);
+
+    if (is_loopback(addr)) {
+      if (!loopback_wanted(ice, version, routable))
+        continue;
+      if (version == 6)
+        ice->have_lo6 = TRUE;
+      else
+        ice->have_lo4 = TRUE;
+    }
+    nice_agent_add_local_address(ice->agent, addr);
+    added++;
+  }
+  g_array_unref(addrs);
   return added;
 }
 
@@ -470,6 +556,17 @@ ferry_ice_new(const FerryIceConfig *config, GError **error)
     }
     g_object_set(ice->agent, "stun-server", stun->host, "stun-server-port", (guint)stun->port,
                  NULL);
+    ice->server_lo4 = host_is_loopback(stun->host, 4);
+    ice->server_lo6 = host_is_loopback(stun->host, 6);
+  }
+  /* A TURN server over TCP or TLS is reached from any address: libnice
+   * does not pin its TCP sockets to an interface. */
+  for (guint i = 0; relay && i < config->turn_servers->len; i++) {
+    const FerryIceTurnServer *turn = config->turn_servers->pdata[i];
+    if (turn->transport == FERRY_ICE_TRANSPORT_UDP) {
+      ice->server_lo4 |= host_is_loopback(turn->host, 4);
+      ice->server_lo6 |= host_is_loopback(turn->host, 6);
+    }
   }
 
   ice->stream_id = nice_agent_add_stream(ice->agent, 1);
@@ -522,6 +619,38 @@ ferry_ice_get_state(FerryIce *ice)
   return ice->state;
 }
 
+/* The peer's loopback candidates name this host: they can lead to the peer
+ * only when it shares this host, and then it has our other addresses too.
+ * Unless we gathered loopback of that IP version ourselves (see
+ * add_local_addresses()), they are dropped; their checks would go to our
+ * own loopback and, ranked first, hold READY back until they fail. Relayed
+ * candidates stay: a TURN server here may relay from 127.0.0.1. Returns
+ * what is left of list. */
+static GSList *
+drop_unreachable_loopback(FerryIce *ice, GSList *list)
+{
+  GSList *l = list;
+
+  while (l != NULL) {
+    NiceCandidate *cand = l->data;
+    GSList *next = l->next;
+    int version = nice_address_ip_version(&cand->addr);
+
+    if (cand->type != NICE_CANDIDATE_TYPE_RELAYED && is_loopback(&cand->addr) &&
+        !(version == 6 ? ice->have_lo6 : ice->have_lo4)) {
+      char ip[NICE_ADDRESS_STRING_LEN];
+      nice_address_to_string(&cand->addr, ip);
+      g_debug("ignoring the other peer's loopback ICE candidate %s: we have an address it can "
+              "reach instead",
+              ip);
+      nice_candidate_free(cand);
+      list = g_slist_delete_link(list, l);
+    }
+    l = next;
+  }
+  return list;
+}
+
 /* Hands what the peer sent to libnice once both the gathering has started
  * and the peer's credentials are known: credentials first, then the
  * candidates in the order they came, then end-of-candidates. */
@@ -536,9 +665,10 @@ apply_remote(FerryIce *ice)
     ice->remote_applied = TRUE;
   }
   if (ice->pending != NULL) {
-    GSList *list = g_slist_reverse(ice->pending);
+    GSList *list = drop_unreachable_loopback(ice, g_slist_reverse(ice->pending));
     ice->pending = NULL;
-    nice_agent_set_remote_candidates(ice->agent, ice->stream_id, COMPONENT, list);
+    if (list != NULL)
+      nice_agent_set_remote_candidates(ice->agent, ice->stream_id, COMPONENT, list);
     g_slist_free_full(list, (GDestroyNotify)nice_candidate_free);
   }
   if (ice->remote_eoc && !ice->remote_eoc_applied) {
@@ -741,17 +871,6 @@ ferry_ice_remote_end_of_candidates(FerryIce *ice)
   apply_remote(ice);
 }
 
-static GInetSocketAddress *
-to_gaddress(const NiceAddress *addr)
-{
-  struct sockaddr_storage ss;
-  memset(&ss, 0, sizeof ss);
-  nice_address_copy_to_sockaddr(addr, (struct sockaddr *)&ss);
-  return G_INET_SOCKET_ADDRESS(g_socket_address_new_from_native(
-      &ss, nice_address_ip_version(addr) == 6 ? sizeof(struct sockaddr_in6)
-                                              : sizeof(struct sockaddr_in)));
-}
-
 /* The configured TURN server a local relay candidate came from. Only the
  * agent's own candidate knows it: libnice 0.1.21's nice_candidate_copy()
  * drops the link (and nice_candidate_relay_address() then crashes). */
@@ -822,6 +941,26 @@ ferry_ice_path_to_string(const FerryIcePath *path)
                          ferry_ice_candidate_type_to_string(path->remote_type), r);
 }
 
+/* Makes libnice stop watching the component's sockets. A NULL recv
+ * callback alone is not enough: libnice 0.1.21 keeps each socket's GSource
+ * on the component's context (nice_agent_attach_recv() moves the sources
+ * only when the context changes) and, with no callback, its handler
+ * (component_io_cb() in agent.c) reads nothing and stays: while a datagram
+ * waits, the caller's context spins at full CPU and starves its idle
+ * sources. Once the caller stops reading the taken socket (its QUIC
+ * connection closed), any late packet (a TURN server's answer to libnice's
+ * own retransmissions, a peer's check) waits there for good. So the
+ * sources move to a context of their own that nobody runs; libnice's timers
+ * stay on ice->ctx, and the agent keeps a reference to the new context. */
+static void
+park_sockets(FerryIce *ice)
+{
+  GMainContext *parked = g_main_context_new();
+
+  nice_agent_attach_recv(ice->agent, ice->stream_id, COMPONENT, parked, NULL, NULL);
+  g_main_context_unref(parked);
+}
+
 GSocket *
 ferry_ice_take_socket(FerryIce *ice, GSocketAddress **remote, GError **error)
 {
@@ -859,7 +998,7 @@ ferry_ice_take_socket(FerryIce *ice, GSocketAddress **remote, GError **error)
     g_error_free(local);
     return NULL;
   }
-  nice_agent_attach_recv(ice->agent, ice->stream_id, COMPONENT, ice->ctx, NULL, NULL);
+  park_sockets(ice);
   ice->taken = TRUE;
   if (remote != NULL)
     *remote = G_SOCKET_ADDRESS(to_gaddress(&ice->sel_remote->addr));

@@ -92,7 +92,8 @@ typedef struct {
   gboolean no_relay;       /* ignore every TURN server */
   gboolean ipv4;
   gboolean ipv6;
-  gboolean include_loopback; /* gather 127.0.0.1 and ::1 besides the other addresses */
+  gboolean include_loopback; /* allow 127.0.0.1 and ::1: gathered when the machine has no
+                                other address, or a STUN or UDP TURN server is on them */
   guint timeout_ms;          /* from ferry_ice_start() to FAILED; 0: the default */
 } FerryIceConfig;
 
