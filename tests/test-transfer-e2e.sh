@@ -35,10 +35,11 @@ else
 fi
 MiB=1048576
 # The file for the kill cases. A receiver saves its checkpoint once a
-# second, so it must still be receiving well after a second: 300 MB, and
-# the receivers that get killed advertise small QUIC windows (SLOW) so that
-# a fast machine does not finish first.
+# second, so it must still be receiving well after a second: 300 MB, sent
+# with a rate limit (LIMITED: 5 s at least) so that a fast machine does not
+# finish first, and to receivers that advertise small QUIC windows (SLOW).
 BIG=$((300 * 1000 * 1000))
+LIMITED=(--limit-rate 60M)
 SLOW=(--quic-conn-window 256K --quic-stream-window 64K)
 
 # ---- helpers -------------------------------------------------------------------
@@ -265,7 +266,7 @@ THRESH=$((BIG / 5))
 # ---- 3. SIGKILL of the receiver, then the same code again ----------------------
 
 new_state 3
-if start_send c3s "$BIGF"; then
+if start_send c3s "${LIMITED[@]}" "$BIGF"; then
   start_recv c3r1 -y --json "${SLOW[@]}" --out "$T/c3" "$CODE"
   if kill_when_verified "$RPID" "$THRESH" KILL; then
     wait "$RPID" 2>/dev/null
@@ -297,7 +298,7 @@ rm -rf "$T/c3"
 # ---- 4. SIGKILL of the sender, a new sender, the receiver again ----------------
 
 new_state 4
-if start_send c4s1 "$BIGF"; then
+if start_send c4s1 "${LIMITED[@]}" "$BIGF"; then
   start_recv c4r1 -y --json "${SLOW[@]}" --quic-idle-timeout 5000 --max-retries 0 --out "$T/c4" "$CODE"
   # (--max-retries 0: no automatic reconnect, which test-reconnect.sh covers)
   # signal 0 to the receiver: only waits for the checkpoint; then the sender dies
@@ -334,7 +335,7 @@ rm -rf "$T/c4"
 # ---- 5. a corrupted partial file -----------------------------------------------
 
 new_state 5
-if start_send c5s "$BIGF"; then
+if start_send c5s "${LIMITED[@]}" "$BIGF"; then
   start_recv c5r1 -y --json "${SLOW[@]}" --out "$T/c5" "$CODE"
   if kill_when_verified "$RPID" "$THRESH" KILL; then
     wait "$RPID" 2>/dev/null
@@ -364,7 +365,7 @@ rm -rf "$T/c5"
 # ---- 6. Ctrl-C of the receiver -------------------------------------------------
 
 new_state 6
-if start_send c6s "$BIGF"; then
+if start_send c6s "${LIMITED[@]}" "$BIGF"; then
   start_recv c6r1 -y "${SLOW[@]}" --out "$T/c6" "$CODE"
   if kill_when_verified "$RPID" "$THRESH" INT; then
     RC=0
@@ -605,7 +606,7 @@ fi
 # ---- 14. ferry checkpoint on a killed receiver's checkpoint --------------------
 
 new_state 14
-if start_send c14s --ttl 5m "$BIGF"; then
+if start_send c14s --ttl 5m "${LIMITED[@]}" "$BIGF"; then
   start_recv c14r1 -y "${SLOW[@]}" --out "$T/c14" "$CODE"
   if kill_when_verified "$RPID" 1 KILL; then
     wait "$RPID" 2>/dev/null
@@ -640,6 +641,20 @@ if start_send c14s --ttl 5m "$BIGF"; then
   wait "$SPID" 2>/dev/null
 else
   tap_result 1 "14: the sender prints a code" "$(cat "$T/c14s.err")"
+fi
+
+# ---- 15. --limit-rate ------------------------------------------------------------
+
+new_state 15
+head -c $((30 * 1000 * 1000)) /dev/urandom >"$T/c15.bin"
+if start_send c15s --limit-rate 10M "$T/c15.bin"; then
+  recv c15r -y --json --out "$T/c15" "$CODE"
+  ok_if "15: with --limit-rate 10M the receiver exits 0" test "$RC" = 0
+  ok_if "15: the file is byte-exact" cmp "$T/c15.bin" "$T/c15/c15.bin"
+  secs=$(jget "$T/c15r.out" done seconds)
+  # 30 MB at 10 MiB/s is ~2.9 s (a quarter second's worth, and a chunk, may go at once)
+  ok_if "15: 30 MB took at least 2 s (took ${secs:-?} s; unlimited: well under 1 s)" awk -v s="${secs:-0}" 'BEGIN { exit !(s >= 2) }'
+  wait_pid "$SPID" 20
 fi
 
 # ---- 11. (collected) no server --------------------------------------------------

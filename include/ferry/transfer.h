@@ -105,6 +105,7 @@ typedef struct {
   guint32 chunk_size;   /* 0: FERRY_CHUNK_SIZE_DEFAULT; else a valid chunk size */
   guint streams;        /* data streams per receiver; 0: FERRY_TRANSFER_DEFAULT_STREAMS */
   gboolean skip_errors; /* an unreadable or changing file is skipped, not fatal */
+  guint64 limit_rate;   /* file bytes per second to each receiver, at most; 0: no limit */
 } FerrySendOptions;
 
 FERRY_API void ferry_send_options_init(FerrySendOptions *options);
@@ -187,8 +188,8 @@ FERRY_API void ferry_transfer_free(FerryTransfer *transfer);
 typedef struct {
   char id[FERRY_TRANSFER_ID_HEX_LEN + 1]; /* the transfer id */
   char key[FERRY_CHECKPOINT_KEY_LEN + 1]; /* the id and the folder: unique */
-  char *path;    /* the checkpoint file */
-  char *out_dir; /* where the partial files are */
+  char *path;                             /* the checkpoint file */
+  char *out_dir;                          /* where the partial files are */
   guint64 files;
   guint64 bytes_total;
   guint64 bytes_verified;

@@ -633,6 +633,7 @@ cmd_send(int argc, char **argv)
   ferry_send_options_init(&so);
   so.chunk_size = st.s.chunk_size;
   so.streams = st.s.parallel;
+  so.limit_rate = st.s.limit_rate;
   so.skip_errors = st.s.skip_errors;
   st.source = ferry_source_new((const char *const *)paths, &so, &error);
   if (st.source == NULL) {

@@ -82,6 +82,10 @@ static const Setting table[CLI_N_SETTINGS] = {
     [CLI_SET_PARALLEL] = {"parallel", 0, KIND_COUNT, CLI_SCOPE_SEND, TRUE, NULL, 1,
                           FERRY_TRANSFER_MAX_STREAMS, "N",
                           "Data streams per receiver, 1 to 64 (default 4)"},
+    [CLI_SET_LIMIT_RATE] = {"limit-rate", 0, KIND_SIZE, CLI_SCOPE_SEND, TRUE, NULL, 1024,
+                            G_GUINT64_CONSTANT(1) << 40, "SIZE",
+                            "Send at most SIZE bytes per second to each receiver, e.g. 10M "
+                            "(default: no limit)"},
     [CLI_SET_TTL] = {"ttl", 0, KIND_DURATION, CLI_SCOPE_SEND, TRUE, NULL, 0, 0, "DURATION",
                      "How long the code waits for receivers: 30m, 2h… (default 1h; 0: no limit)"},
     [CLI_SET_KEEP] = {"keep", 0, KIND_BOOL, CLI_SCOPE_SEND, TRUE, NULL, 0, 0, NULL,
@@ -630,6 +634,9 @@ convert(CliSettings *s, const ConfigFile *c, CliScope scope)
       break;
     case CLI_SET_PARALLEL:
       s->parallel = (guint)n;
+      break;
+    case CLI_SET_LIMIT_RATE:
+      s->limit_rate = n;
       break;
     case CLI_SET_TTL:
       s->ttl_seconds = (gint64)n;

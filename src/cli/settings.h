@@ -43,6 +43,7 @@ typedef enum {
   CLI_SET_MAX_RECEIVERS,
   CLI_SET_CHUNK_SIZE,
   CLI_SET_PARALLEL,
+  CLI_SET_LIMIT_RATE,
   CLI_SET_TTL,
   CLI_SET_KEEP,
   CLI_SET_RESUME,
@@ -94,6 +95,7 @@ typedef struct {
   guint max_receivers; /* at least 1 */
   guint32 chunk_size;  /* 0: the library's default */
   guint parallel;      /* 0: the library's default */
+  guint64 limit_rate;  /* bytes/s per receiver; 0: no limit */
   gint64 ttl_seconds;  /* 0: no limit */
   gboolean keep;
   char *resume; /* an id or a prefix of one, NULL when not given */

@@ -63,6 +63,9 @@ struct _SendState {
   DataStream *data;
   guint n_data;
   guint close_timer;
+  guint rate_timer;           /* --limit-rate: resumes sending when the budget allows */
+  gint64 rate_start;          /* monotonic us of the first chunk sent under the limit */
+  guint64 rate_sent;          /* file bytes sent since */
   gboolean manifest_end_sent; /* for an empty manifest, which has no last entry */
 };
 
@@ -268,12 +271,45 @@ next_job(SendState *s, DataStream *ds)
   return FALSE;
 }
 
-/* Writes what ds holds; takes the next chunk when done. */
+static gboolean
+rate_resume(gpointer data)
+{
+  SendState *s = data;
+  s->rate_timer = 0;
+  pump(s);
+  return G_SOURCE_REMOVE;
+}
+
+/* With a rate limit: whether another chunk may be read now. The budget
+ * is the limit times the time since the first chunk (plus a quarter
+ * second's worth, so sending starts at once); when it is spent, a timer
+ * comes back once it allows more. */
+static gboolean
+rate_allows(SendState *s)
+{
+  guint64 rate = s->src->limit_rate;
+  if (rate == 0)
+    return TRUE;
+  gint64 now = g_get_monotonic_time();
+  if (s->rate_start == 0)
+    s->rate_start = now;
+  double budget = (double)rate * (double)(now - s->rate_start) / 1e6 + (double)rate / 4;
+  if ((double)s->rate_sent < budget)
+    return TRUE;
+  if (s->rate_timer == 0) {
+    double wait_ms = ((double)s->rate_sent - budget) * 1000.0 / (double)rate;
+    s->rate_timer = g_timeout_add((guint)MIN(wait_ms + 1, 1000.0), rate_resume, s);
+  }
+  return FALSE;
+}
+
+/* Writes what ds holds; takes the next chunk when done (and the rate
+ * limit allows). */
 static void
 data_pump(SendState *s, DataStream *ds)
 {
   while (s->phase == PHASE_SENDING && !ds->finished) {
-    if (!ds->busy && !next_job(s, ds))
+    if (!ds->busy && (!rate_allows(s) || !next_job(s, ds)))
       return;
     if (s->phase != PHASE_SENDING)
       return;
@@ -288,6 +324,7 @@ data_pump(SendState *s, DataStream *ds)
     g_clear_pointer(&ds->frame, g_bytes_unref);
     ds->busy = FALSE;
     s->t->progress.bytes_done += ds->payload;
+    s->rate_sent += ds->payload;
   }
 }
 
@@ -451,8 +488,9 @@ on_frame(SendState *s, guint8 type, const guint8 *p, guint32 len)
     s->phase = PHASE_OVER;
     {
       GError *error = NULL;
-      ferry_set_error(&error, FERRY_ERR_STATE, "%s%s",
-                      g_str_has_prefix(msg, "the receiver declined") ? "" : "the receiver declined: ", msg);
+      ferry_set_error(
+          &error, FERRY_ERR_STATE, "%s%s",
+          g_str_has_prefix(msg, "the receiver declined") ? "" : "the receiver declined: ", msg);
       ferry_transfer_finish(s->t, error);
     }
     g_free(msg);
@@ -493,8 +531,9 @@ on_frame(SendState *s, guint8 type, const guint8 *p, guint32 len)
     s->phase = PHASE_OVER;
     {
       GError *error = NULL;
-      ferry_set_error(&error, FERRY_ERR_FAILED, "%s%s",
-                      g_str_has_prefix(msg, "the receiver stopped") ? "" : "the receiver stopped: ", msg);
+      ferry_set_error(
+          &error, FERRY_ERR_FAILED, "%s%s",
+          g_str_has_prefix(msg, "the receiver stopped") ? "" : "the receiver stopped: ", msg);
       ferry_transfer_finish(s->t, error);
     }
     g_free(msg);
@@ -639,6 +678,8 @@ ferry_send_state_free(SendState *s)
 {
   if (s->close_timer != 0)
     g_source_remove(s->close_timer);
+  if (s->rate_timer != 0)
+    g_source_remove(s->rate_timer);
   for (guint i = 0; i < s->n_entries; i++)
     file_close(&s->files[i]);
   g_free(s->files);

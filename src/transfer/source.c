@@ -105,6 +105,7 @@ ferry_source_new(const char *const *paths, const FerrySendOptions *options, GErr
   src->chunk_size = options->chunk_size != 0 ? options->chunk_size : FERRY_CHUNK_SIZE_DEFAULT;
   src->streams = options->streams != 0 ? options->streams : FERRY_TRANSFER_DEFAULT_STREAMS;
   src->skip_errors = options->skip_errors;
+  src->limit_rate = options->limit_rate;
   src->entries = g_ptr_array_new_with_free_func(entry_free);
   src->dirs = g_ptr_array_new_with_free_func(g_free);
   src->root_names = g_ptr_array_new_with_free_func(g_free);

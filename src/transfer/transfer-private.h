@@ -32,6 +32,7 @@ struct _FerrySource {
   guint32 chunk_size;
   guint streams;
   gboolean skip_errors;
+  guint64 limit_rate;    /* bytes/s per receiver, 0: none */
   GPtrArray *entries;    /* FerrySourceEntry *, in scan order */
   GPtrArray *dirs;       /* char *: the source_dir strings */
   GPtrArray *root_names; /* char * */
