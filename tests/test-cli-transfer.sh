@@ -21,7 +21,7 @@ for c in send receive checkpoint host join; do
 done
 expect_exit 0 "send --help exits 0" "$F" send --help
 for o in --server --stun-server --turn-server --force-relay --no-relay --max-receivers \
-  --chunk-size --parallel --quic-cc --quic-conn-window --quic-stream-window --quic-max-streams \
+  --chunk-size --parallel --limit-rate --quic-cc --quic-conn-window --quic-stream-window --quic-max-streams \
   --quic-idle-timeout --quic-handshake-timeout --connect-timeout --code-words --ttl --keep \
   --resume --skip-errors --quiet --json --benchmark --verbose; do
   ok_if "send --help shows $o" contains "$OUT" "$o"
@@ -59,6 +59,7 @@ bad "--max-receivers 0" "--max-receivers '0' is not a whole number from 1 to 100
 bad "--quiet with --json" "do not go together" send -q --json "$T/src"
 bad "--connect-timeout 5" "--connect-timeout '5' is not a time from 100 to 3600000 ms" receive --connect-timeout 5 7-ocean-tiger-piano
 bad "--quic-conn-window 1K" "is not a size from 64K to 4G" receive --quic-conn-window 1K 7-ocean-tiger-piano
+bad "--limit-rate 10" "--limit-rate '10' is not a size from 1K to 1024G" send --limit-rate 10 "$T/src"
 bad "an empty --server" "--server '' is empty" receive --server "" 7-ocean-tiger-piano
 bad "an unknown option" "--help" send --no-such-flag "$T/src"
 bad "send without paths" "name at least one file or folder to send" send --server http://127.0.0.1:9

@@ -495,6 +495,20 @@ gather(CliSettings *s, const ConfigFile *c, CliScope scope)
 static gboolean bad_value(const CliSettings *s, const ConfigFile *c, int id, const char *fmt, ...)
     G_GNUC_PRINTF(4, 5);
 
+/* A size limit as the user writes it: 64K, 4G, 1024G. */
+static void
+size_label(guint64 n, char *buf, gsize size)
+{
+  if (n > 0 && n % (G_GUINT64_CONSTANT(1) << 30) == 0)
+    g_snprintf(buf, size, "%" G_GUINT64_FORMAT "G", n >> 30);
+  else if (n > 0 && n % (1 << 20) == 0)
+    g_snprintf(buf, size, "%" G_GUINT64_FORMAT "M", n >> 20);
+  else if (n > 0 && n % 1024 == 0)
+    g_snprintf(buf, size, "%" G_GUINT64_FORMAT "K", n >> 10);
+  else
+    g_snprintf(buf, size, "%" G_GUINT64_FORMAT, n);
+}
+
 static gboolean
 bad_value(const CliSettings *s, const ConfigFile *c, int id, const char *fmt, ...)
 {
@@ -556,10 +570,15 @@ convert(CliSettings *s, const ConfigFile *c, CliScope scope)
                          t->min, t->max);
       break;
     case KIND_SIZE:
-      if (!parse_size(text, &n) || n < t->min || n > t->max)
+      if (!parse_size(text, &n) || n < t->min || n > t->max) {
+        char lo[32], hi[32];
+        size_label(t->min, lo, sizeof lo);
+        size_label(t->max, hi, sizeof hi);
         return bad_value(s, c, i,
-                         "is not a size from 64K to 4G (bytes, or a number with K, M "
-                         "or G, e.g. 16M)");
+                         "is not a size from %s to %s (bytes, or a number with K, M or G, "
+                         "e.g. 16M)",
+                         lo, hi);
+      }
       break;
     case KIND_MS:
       if (!parse_ms(text, &n) || n < t->min || n > t->max)
