@@ -194,6 +194,14 @@ lab_site_down() {
   done
   LAB_NAMESPACES=("${keep[@]}")
   ip -n "$LAB_PUB" route del "100.64.$s.0/24" 2>/dev/null
+  # The kernel tears a deleted namespace's devices down in the background:
+  # until our end of its veth is gone, making it again fails ("File
+  # exists"). Wait for that, up to 5 s.
+  local i
+  for ((i = 0; i < 100; i++)); do
+    ip -n "$LAB_PUB" link show "up$s" >/dev/null 2>&1 || break
+    sleep 0.05
+  done
   return 0
 }
 
