@@ -119,7 +119,11 @@ static void
 on_stream_closed(FerryStream *s, const GError *error, gpointer user_data)
 {
   Pipe *p = user_data;
-  if (error != NULL)
+  /* Once both directions have ended, the peer closes the connection as
+   * soon as it has read everything, which may come before its
+   * acknowledgement of our last bytes: the stream then ends as reset, and
+   * that is the end of a good run, not a failure. */
+  if (error != NULL && !(p->peer_fin && p->in_eof))
     quit(p, 1, error->message);
   else
     quit(p, 0, NULL);

@@ -177,9 +177,11 @@ ok_if "3: … which is what linkem counted as lost ($(counter 'a->b' lost))" tes
 ok_if "3: … and nothing else dropped them (queue $(counter 'a->b' queue-drops), socket $(counter 'a->b' socket-drops))" \
   test "$(counter 'a->b' queue-drops)$(counter 'a->b' socket-drops)$(counter 'a->b' send-errors)" = 000
 # The other direction has no loss configured: linkem drops none there, and
-# (allowing for a busy machine's own socket drops) nearly all arrive.
+# (allowing for a busy machine's own socket drops: 56 were seen once in CI
+# under the sanitizer build's load) nearly all arrive; 1900 is still far
+# above what 10 % loss lets through (at most 1867 at 5 sigma).
 ok_if "3: B->A loses none to linkem's --loss (counted $(counter 'b->a' lost))" test "$(counter 'b->a' lost)" = 0
-ok_if "3: … and $back of 2000 arrive (>= 1950, far from the 10 % of A->B)" test "$back" -ge 1950
+ok_if "3: … and $back of 2000 arrive (>= 1900, far from the 10 % of A->B)" test "$back" -ge 1900
 
 # ---- 4. rate ------------------------------------------------------------------
 
