@@ -260,8 +260,7 @@ struct _FerryConnection {
   /* events from the QUIC thread */
   GMutex lock;
   GQueue events; /* Ev*, under lock */
-  GSList *spare; /* GByteArray* of DATA_PIECE bytes for data events, under lock */
-  guint n_spare;
+  GQueue spare;  /* GByteArray* of DATA_PIECE bytes for data events, under lock */
   GSource *dispatch;
   gint wake_pending;   /* data queued; wake the main context at the round's end */
   GQueue held;         /* Ev*: application events before delivery starts */
@@ -342,9 +341,8 @@ ev_recycle(FerryConnection *c, Ev *e)
     e->data = NULL;
     g_byte_array_set_size(piece, 0);
     g_mutex_lock(&c->lock);
-    if (c->n_spare < MAX_SPARE_PIECES) {
-      c->spare = g_slist_prepend(c->spare, piece);
-      c->n_spare++;
+    if (c->spare.length < MAX_SPARE_PIECES) {
+      g_queue_push_head(&c->spare, piece);
       piece = NULL;
     }
     g_mutex_unlock(&c->lock);
@@ -444,13 +442,8 @@ ferry_stream_get_connection(FerryStream *s)
 static GByteArray *
 take_piece(FerryConnection *c)
 {
-  GByteArray *piece = NULL;
   g_mutex_lock(&c->lock);
-  if (c->spare != NULL) {
-    piece = c->spare->data;
-    c->spare = g_slist_delete_link(c->spare, c->spare);
-    c->n_spare--;
-  }
+  GByteArray *piece = g_queue_pop_head(&c->spare);
   g_mutex_unlock(&c->lock);
   return piece != NULL ? piece : g_byte_array_sized_new(DATA_PIECE);
 }
@@ -848,6 +841,7 @@ conn_new(Opts *opts, gboolean sender)
   c->started_us = g_get_monotonic_time();
   g_mutex_init(&c->lock);
   g_queue_init(&c->events);
+  g_queue_init(&c->spare);
   g_queue_init(&c->held);
   c->streams = g_hash_table_new_full(NULL, NULL, (GDestroyNotify)ferry_stream_unref, NULL);
   c->early = g_ptr_array_new_with_free_func((GDestroyNotify)g_bytes_unref);
@@ -898,7 +892,7 @@ conn_free_internal(FerryConnection *c)
   g_free(c->peer);
   g_free(c->receiver_id);
   g_free(c->nameplate);
-  g_slist_free_full(c->spare, (GDestroyNotify)g_byte_array_unref);
+  g_queue_clear_full(&c->spare, (GDestroyNotify)g_byte_array_unref);
   g_mutex_clear(&c->lock);
   g_main_context_unref(c->ctx);
   g_rc_box_release_full(c->opts, opts_clear);
@@ -1084,14 +1078,11 @@ start_quic(FerryConnection *c)
     struct sockaddr_storage ss;
     int fd = dup(g_socket_get_fd(sock));
     gboolean ok = fd >= 0 && g_socket_address_to_native(remote, &ss, sizeof ss, &error);
-    if (ok)
-      datagram = ferry_udp_same_host_payload(fd, (struct sockaddr *)&ss,
-                                             (socklen_t)g_socket_address_get_native_size(remote),
-                                             SAME_HOST_DATAGRAM);
-    if (ok)
-      t = ferry_udp_transport_new(fd, (struct sockaddr *)&ss,
-                                  (socklen_t)g_socket_address_get_native_size(remote),
-                                  FERRY_UDP_CLOSE_FD, &error);
+    if (ok) {
+      socklen_t len = (socklen_t)g_socket_address_get_native_size(remote);
+      datagram = ferry_udp_same_host_payload(fd, (struct sockaddr *)&ss, len, SAME_HOST_DATAGRAM);
+      t = ferry_udp_transport_new(fd, (struct sockaddr *)&ss, len, FERRY_UDP_CLOSE_FD, &error);
+    }
     if (t == NULL && fd >= 0)
       close(fd);
     if (fd < 0)
