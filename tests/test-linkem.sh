@@ -173,7 +173,12 @@ link_stop
 lost=$((2000 - got))
 ok_if "3: --loss 10/0: $lost of 2000 datagrams A->B lost, within 200 ± 5 sigma (133..267)" \
   test "$lost" -ge 133 -a "$lost" -le 267
-ok_if "3: … which is what linkem counted as lost ($(counter 'a->b' lost))" test "$(counter 'a->b' lost)" = "$lost"
+# linkem counts every frame it drops, and a neighbour-discovery or ARP frame
+# may cross the link during the blast (seen once in CI: 188 counted, 187 of
+# the blast's own): the count is the blast's losses plus at most 3 others.
+counted=$(counter 'a->b' lost)
+ok_if "3: … which is what linkem counted as lost ($counted)" \
+  test "$counted" -ge "$lost" -a "$counted" -le $((lost + 3))
 ok_if "3: … and nothing else dropped them (queue $(counter 'a->b' queue-drops), socket $(counter 'a->b' socket-drops))" \
   test "$(counter 'a->b' queue-drops)$(counter 'a->b' socket-drops)$(counter 'a->b' send-errors)" = 000
 # The other direction has no loss configured: linkem drops none there, and
