@@ -869,7 +869,10 @@ typedef struct {
   GMutex m; /* held while pushing, so "to" can be cut before it is freed */
   FerryQuic *to;
   guint32 rng;
+  guint loss; /* percent */
   guint dropped, passed;
+  gboolean raised;                   /* set by the test when it lets datagrams grow */
+  gsize longest, longest_before_raise; /* datagram sizes seen */
 } LossyPipe;
 
 static void
@@ -879,7 +882,10 @@ lossy_send(const guint8 *data, gsize len, gpointer user_data)
 
   pipe->rng = pipe->rng * 1664525u + 1013904223u;
   g_mutex_lock(&pipe->m);
-  if ((pipe->rng >> 8) % 100 < 5 || pipe->to == NULL) {
+  pipe->longest = MAX(pipe->longest, len);
+  if (!pipe->raised)
+    pipe->longest_before_raise = MAX(pipe->longest_before_raise, len);
+  if ((pipe->rng >> 8) % 100 < pipe->loss || pipe->to == NULL) {
     pipe->dropped++;
   } else {
     pipe->passed++;
@@ -912,7 +918,7 @@ test_lossy_callback(void)
 {
   Harness h;
   FerryQuicConfig cc, sc;
-  LossyPipe to_server = {.rng = 1}, to_client = {.rng = 2};
+  LossyPipe to_server = {.rng = 1, .loss = 5}, to_client = {.rng = 2, .loss = 5};
 
   GError *error = NULL;
   FerryQuicInfo ci;
@@ -945,6 +951,70 @@ test_lossy_callback(void)
                  " packets lost",
                  pipe_count(&to_server, TRUE), pipe_count(&to_server, FALSE), ci.packets_lost);
   /* cut both pipes before either end is freed */
+  pipe_connect(&to_server, NULL);
+  pipe_connect(&to_client, NULL);
+  harness_clear(&h);
+  g_mutex_clear(&to_server.m);
+  g_mutex_clear(&to_client.m);
+}
+
+/* A path whose size is probed (a relay on this host): packets keep to
+ * 1452 bytes until ferry_quic_set_udp_payload(), then grow to what it
+ * allows, never past the config's max_udp_payload; the other direction,
+ * not raised, stays small. The receiver takes the large datagrams through
+ * its inbox, which goes round many times. */
+static void
+test_grow_udp_payload(void)
+{
+  Harness h;
+  FerryQuicConfig cc, sc;
+  LossyPipe to_server = {.rng = 1}, to_client = {.rng = 2};
+  GError *error = NULL;
+  FerryQuicTransport *ct, *st;
+  FerryQuicInfo ci, si;
+
+  harness_init(&h, MODE_BULK);
+  h.bulk_bytes = 4 * LOSSY_BYTES;
+  side_config(&h.client, &cc, FERRY_QUIC_CLIENT);
+  side_config(&h.server, &sc, FERRY_QUIC_SERVER);
+  cc.max_udp_payload = sc.max_udp_payload = 16000;
+  cc.start_udp_payload = sc.start_udp_payload = 1452;
+  st = ferry_quic_callback_transport_new(lossy_send, &to_client, NULL);
+  ct = ferry_quic_callback_transport_new(lossy_send, &to_server, NULL);
+  st->max_recv_datagram = ct->max_recv_datagram = 16000;
+  g_mutex_init(&to_server.m);
+  g_mutex_init(&to_client.m);
+  h.server.q = ferry_quic_new(&sc, st, &error);
+  g_assert_no_error(error);
+  pipe_connect(&to_server, h.server.q);
+  h.client.q = ferry_quic_new(&cc, ct, &error);
+  g_assert_no_error(error);
+  pipe_connect(&to_client, h.client.q);
+
+  g_assert_true(WAIT_UNTIL(&h, h.client.handshake));
+  g_mutex_lock(&to_server.m);
+  to_server.raised = TRUE;
+  g_mutex_unlock(&to_server.m);
+  ferry_quic_set_udp_payload(h.client.q, 60000); /* capped at 16000 */
+  g_assert_true(WAIT_UNTIL(&h, h.client.streams_closed_ok == 1 && h.server.streams_closed_ok == 1));
+  ferry_quic_get_info(h.client.q, &ci);
+  ferry_quic_get_info(h.server.q, &si);
+  g_assert_cmpuint(si.stream_bytes_received, ==, 4 * LOSSY_BYTES);
+  g_assert_cmpuint(ci.stream_bytes_received, ==, 4 * LOSSY_BYTES);
+  g_assert_cmpuint(ci.udp_payload, ==, 16000);
+  g_assert_cmpuint(si.udp_payload, ==, 1452);
+  g_mutex_lock(&to_server.m);
+  g_assert_cmpuint(to_server.longest_before_raise, <=, 1452);
+  g_assert_cmpuint(to_server.longest, >, 1452);
+  g_assert_cmpuint(to_server.longest, <=, 16000);
+  g_assert_cmpuint(to_server.dropped, ==, 0);
+  g_mutex_unlock(&to_server.m);
+  g_mutex_lock(&to_client.m);
+  g_assert_cmpuint(to_client.passed, >, 0);
+  g_assert_cmpuint(to_client.longest, <=, 1452);
+  g_mutex_unlock(&to_client.m);
+  g_test_message("client datagrams: %u, the longest %" G_GSIZE_FORMAT " bytes",
+                 pipe_count(&to_server, FALSE), to_server.longest);
   pipe_connect(&to_server, NULL);
   pipe_connect(&to_client, NULL);
   harness_clear(&h);
@@ -1273,6 +1343,7 @@ main(int argc, char **argv)
   g_test_add_func("/net/udp/same-host-payload", test_udp_same_host_payload);
   g_test_add_func("/net/quic/stream-reset", test_stream_reset);
   g_test_add_func("/net/quic/lossy-callback", test_lossy_callback);
+  g_test_add_func("/net/quic/grow-udp-payload", test_grow_udp_payload);
   g_test_add_func("/net/quic/stun-filtered", test_stun_filtered);
   g_test_add_func("/net/quic/peer-vanishes", test_peer_vanishes);
   g_test_add_func("/net/quic/write-from-thread", test_write_from_thread);

@@ -97,6 +97,7 @@ typedef struct {
   char congestion_control[8]; /* "bbr", "cubic", … */
   gint64 ice_ms;              /* time ICE took to find the path */
   gint64 connect_ms;          /* from the start to the authenticated connection */
+  guint32 datagram_bytes;     /* the largest QUIC datagram we send now (UDP payload) */
 } FerryConnectionPath;
 
 /* Fills *path with where the connection's packets go and how it is doing. */

@@ -23,6 +23,7 @@
 #include "net/ice.h"
 #include "net/peer-link.h"
 #include "net/quic.h"
+#include "net/relay-probe.h"
 #include "net/signal-client.h"
 #include "net/udp.h"
 
@@ -37,6 +38,13 @@
 /* The largest datagram to a peer on this same host (loopback MTU 64 KiB):
  * two fill one GSO send. */
 #define SAME_HOST_DATAGRAM 32000
+/* A relayed path whose every hop stays on this host (a TURN server on
+ * loopback) may carry larger datagrams than 1452 bytes; how large depends
+ * on the TURN server (coturn reads at most 16 KiB), so each side probes
+ * its direction with these sizes and grows to the largest the peer echoes
+ * (protocol.md §7.2.1). */
+static const guint16 relay_probe_sizes[] = {32000, 16000, 8000};
+#define RELAY_PROBE_MAX 32000
 
 /* ---- options ------------------------------------------------------------ */
 
@@ -247,6 +255,8 @@ struct _FerryConnection {
   /* QUIC */
   FerryQuic *quic;
   gboolean direct;
+  gboolean relay_on_host; /* relayed, and every hop of ours on this host: probe */
+  gsize relay_payload;    /* the largest probe the peer echoed, 0 before */
   FerryConnectionPath path;
   guint8 auth_key[FERRY_LINK_KEY_LEN];
   guint8 expect_mac[AUTH_MAC_LEN];
@@ -711,6 +721,70 @@ deliver(FerryConnection *c, Ev *e)
   }
 }
 
+/* ---- datagram size probes on a relayed path (protocol.md §7.2.1) ------- */
+
+static void
+send_relay_probes(FerryConnection *c)
+{
+  guint8 *buf;
+
+  if (!c->relay_on_host || c->ice == NULL)
+    return;
+  buf = g_malloc(RELAY_PROBE_MAX);
+  for (guint i = 0; i < G_N_ELEMENTS(relay_probe_sizes); i++)
+    ferry_ice_send(c->ice, buf, ferry_relay_probe_write(buf, relay_probe_sizes[i], FALSE), NULL);
+  g_free(buf);
+}
+
+/* A probe or an echo of one: returns FALSE for any other datagram. A
+ * probe is echoed only where our own hops stay on this host too, so a
+ * size grows only when the whole path is known to be here. */
+static gboolean
+take_relay_probe(FerryConnection *c, const guint8 *data, gsize len)
+{
+  guint8 echo[FERRY_RELAY_PROBE_HEADER];
+  guint16 size = 0;
+  FerryRelayProbeKind kind = ferry_relay_probe_parse(data, len, &size);
+
+  if (kind == FERRY_RELAY_PROBE_NONE)
+    return FALSE;
+  if (kind == FERRY_RELAY_PROBE_PROBE && c->relay_on_host) {
+    ferry_ice_send(c->ice, echo, ferry_relay_probe_write(echo, size, TRUE), NULL);
+  } else if (kind == FERRY_RELAY_PROBE_ECHO && c->relay_on_host && c->quic != NULL &&
+             size > c->relay_payload) {
+    gboolean ours = FALSE;
+    for (guint i = 0; i < G_N_ELEMENTS(relay_probe_sizes); i++)
+      ours |= relay_probe_sizes[i] == size;
+    if (ours) {
+      c->relay_payload = size;
+      ferry_quic_set_udp_payload(c->quic, size);
+      g_info("the relayed path carries %u-byte datagrams", size);
+    }
+  }
+  return TRUE;
+}
+
+/* Whether packets to a stay on this host: it is one of our addresses. */
+static gboolean
+on_host(GInetSocketAddress *a)
+{
+  struct sockaddr_storage ss;
+
+  return a != NULL && g_socket_address_to_native(G_SOCKET_ADDRESS(a), &ss, sizeof ss, NULL) &&
+         ferry_udp_same_host_payload(-1, (struct sockaddr *)&ss,
+                                     (socklen_t)g_socket_address_get_native_size(G_SOCKET_ADDRESS(a)),
+                                     RELAY_PROBE_MAX) == RELAY_PROBE_MAX;
+}
+
+/* Whether our hops of a relayed path stay on this host: the address our
+ * packets go to, and our TURN server when we send through one. */
+static gboolean
+relay_hops_on_host(const FerryIcePath *ip)
+{
+  return on_host(ip->remote) &&
+         (ip->local_type != FERRY_ICE_CANDIDATE_RELAY || on_host(ip->turn_address));
+}
+
 /* A QUIC event while authenticating: the binding's own events are used
  * here. Returns FALSE for an application event the caller must get
  * later. */
@@ -720,6 +794,8 @@ handle_auth_event(FerryConnection *c, Ev *e)
   switch (e->kind) {
   case EV_HANDSHAKE:
     c->handshake_done = TRUE;
+    /* Again, now that the peer surely listens. */
+    send_relay_probes(c);
     auth_progress(c);
     return TRUE;
   case EV_OPENED:
@@ -1070,6 +1146,7 @@ start_quic(FerryConnection *c)
   fill_address(c->path.remote_address, sizeof c->path.remote_address, ip.remote);
   g_strlcpy(c->path.turn_server, ip.turn_server ? ip.turn_server : "", sizeof c->path.turn_server);
   c->path.ice_ms = ip.elapsed_ms;
+  c->relay_on_host = ip.relayed && relay_hops_on_host(&ip);
   ferry_ice_path_clear(&ip);
 
   GSocketAddress *remote = NULL;
@@ -1102,6 +1179,10 @@ start_quic(FerryConnection *c)
     return;
   } else {
     t = ferry_quic_callback_transport_new(ice_send_cb, c, NULL);
+    if (c->relay_on_host) {
+      t->max_recv_datagram = RELAY_PROBE_MAX;
+      datagram = RELAY_PROBE_MAX;
+    }
   }
 
   ferry_quic_config_init(&qc, c->sender ? FERRY_QUIC_CLIENT : FERRY_QUIC_SERVER);
@@ -1120,8 +1201,11 @@ start_quic(FerryConnection *c)
   qc.idle_timeout_ms = c->opts->idle_timeout_ms ? c->opts->idle_timeout_ms : IDLE_TIMEOUT_MS;
   qc.keepalive_ms = qc.idle_timeout_ms / 4;
   qc.manual_flow_control = TRUE;
-  if (datagram > qc.max_udp_payload)
+  if (datagram > qc.max_udp_payload) {
+    /* Through a relay, that size is allowed only once a probe shows it. */
+    qc.start_udp_payload = c->relay_on_host ? qc.max_udp_payload : 0;
     qc.max_udp_payload = datagram;
+  }
   qc.callbacks.handshake_done = q_handshake_done;
   qc.callbacks.stream_opened = q_stream_opened;
   qc.callbacks.stream_data = q_stream_data;
@@ -1145,6 +1229,7 @@ start_quic(FerryConnection *c)
     ferry_quic_push_datagram(c->quic, p, len);
   }
   g_ptr_array_set_size(c->early, 0);
+  send_relay_probes(c);
 }
 
 /* Datagrams through the agent: to QUIC when it runs, else kept. The
@@ -1154,6 +1239,8 @@ static void
 on_ice_recv(FerryIce *ice, const guint8 *data, gsize len, gpointer user_data)
 {
   FerryConnection *c = user_data;
+  if (!c->direct && take_relay_probe(c, data, len))
+    return;
   if (c->quic != NULL) {
     ferry_quic_push_datagram(c->quic, data, len);
     return;
@@ -1443,6 +1530,7 @@ ferry_connection_get_path(FerryConnection *c, FerryConnectionPath *path)
     FerryQuicInfo info;
     ferry_quic_get_info(c->quic, &info);
     path->rtt_us = info.smoothed_rtt_us;
+    path->datagram_bytes = (guint32)info.udp_payload;
     if (info.cc_name != NULL)
       g_strlcpy(path->congestion_control, info.cc_name, sizeof path->congestion_control);
   }
@@ -1458,6 +1546,8 @@ ferry_connection_path_to_string(FerryConnection *c)
     g_string_append_printf(s, " via %s", p.turn_server);
   g_string_append_printf(s, ": %s %s <-> %s %s, rtt %.1f ms, %s", p.local_type, p.local_address,
                          p.remote_type, p.remote_address, p.rtt_us / 1000.0, p.congestion_control);
+  if (p.datagram_bytes > 0)
+    g_string_append_printf(s, ", %u-byte datagrams", p.datagram_bytes);
   return g_string_free(s, FALSE);
 }
 

@@ -28,6 +28,7 @@ typedef struct {
   guint16 port;
   NiceRelayType type;
   FerryIceTlsTunnel *tunnel;
+  GInetSocketAddress *server; /* the server itself; NULL when given by name */
 } Relay;
 
 struct _FerryIce {
@@ -110,6 +111,7 @@ relay_free(gpointer p)
   Relay *r = p;
   g_free(r->name);
   g_free(r->host);
+  g_clear_object(&r->server);
   g_free(r);
 }
 
@@ -481,6 +483,7 @@ add_relays(FerryIce *ice, const FerryIceConfig *config, GError **error)
 
     g_ptr_array_add(ice->relays, r);
     r->name = ferry_ice_turn_server_to_string(turn);
+    r->server = G_INET_SOCKET_ADDRESS(g_inet_socket_address_new_from_string(turn->host, turn->port));
     if (turn->transport == FERRY_ICE_TRANSPORT_TLS) {
       r->tunnel = ferry_ice_tls_tunnel_new(turn, error);
       if (r->tunnel == NULL)
@@ -905,8 +908,11 @@ ferry_ice_get_path(FerryIce *ice, FerryIcePath *path, GError **error)
                   path->remote_type == FERRY_ICE_CANDIDATE_RELAY;
   path->direct_socket = path->local_type != FERRY_ICE_CANDIDATE_RELAY &&
                         ice->sel_local->transport == NICE_CANDIDATE_TRANSPORT_UDP;
-  if (ice->sel_relay != NULL)
+  if (ice->sel_relay != NULL) {
     path->turn_server = g_strdup(ice->sel_relay->name);
+    if (ice->sel_relay->server != NULL)
+      path->turn_address = g_object_ref(ice->sel_relay->server);
+  }
   path->elapsed_ms = (ice->ready_us - ice->start_us) / 1000;
   return TRUE;
 }
@@ -916,6 +922,7 @@ ferry_ice_path_clear(FerryIcePath *path)
 {
   g_clear_object(&path->local);
   g_clear_object(&path->remote);
+  g_clear_object(&path->turn_address);
   g_clear_pointer(&path->turn_server, g_free);
 }
 

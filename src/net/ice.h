@@ -150,6 +150,7 @@ typedef struct {
       direct_socket; /* our side sends from a plain UDP socket: ferry_ice_take_socket() works */
   char *turn_server; /* our TURN server in use (canonical URL); NULL when our side is not
                       * relayed, or with several TURN servers given by name */
+  GInetSocketAddress *turn_address; /* that server's address; NULL when given by name */
   gint64 elapsed_ms; /* from ferry_ice_start() to READY */
 } FerryIcePath;
 

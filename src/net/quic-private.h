@@ -99,11 +99,15 @@ struct _FerryQuic {
   FerryQuicEnd end_pub;
   guint64 end_code_pub;
 
-  /* ferry_quic_push_datagram(): producers hold inbox_lock, the thread
-   * reads without it (head and tail are atomics). */
+  /* ferry_quic_push_datagram(): a ring of INBOX_BYTES holding each
+   * datagram as a 2-byte length and its bytes. Producers hold inbox_lock,
+   * the thread reads without it (head and tail are atomics: byte counts
+   * that only grow; their place in the ring is the count modulo its size). */
   GMutex inbox_lock;
   guint8 *inbox;
-  guint inbox_head, inbox_tail;
+  guint64 inbox_head, inbox_tail;
+  /* The largest packet to write now (ferry_quic_set_udp_payload()). */
+  gsize tx_room;
 
   /* thread */
   ngtcp2_conn *conn;

@@ -63,7 +63,9 @@ typedef void (*FerryQuicSendFunc)(const guint8 *data, gsize len, gpointer user_d
  * call each; incoming ones are pushed with ferry_quic_push_datagram().
  * destroy (may be NULL) is called on user_data when the transport is freed.
  * It advertises a maximum incoming datagram of
- * FERRY_QUIC_CALLBACK_MAX_DATAGRAM bytes. Returns a transport that the
+ * FERRY_QUIC_CALLBACK_MAX_DATAGRAM bytes; the caller may raise
+ * max_recv_datagram (up to FERRY_QUIC_MAX_UDP_PAYLOAD) before
+ * ferry_quic_new() where its path carries more. Returns a transport that the
  * caller gives to ferry_quic_new(), which then owns it. */
 #define FERRY_QUIC_CALLBACK_MAX_DATAGRAM 1500
 FerryQuicTransport *ferry_quic_callback_transport_new(FerryQuicSendFunc send, gpointer user_data,

@@ -30,8 +30,9 @@
 #define RECV_BUDGET        256 /* datagrams before writing (ACKs) */
 #define SCID_LEN           16
 #define REASON_MAX         256
-#define INBOX_SLOTS        1024
-#define INBOX_SLOT         (FERRY_QUIC_CALLBACK_MAX_DATAGRAM + 4)
+/* Bytes of datagrams pushed and not yet read (ferry_quic_push_datagram()):
+ * about a thousand full-size ones, or 65 of the largest. */
+#define INBOX_BYTES        ((gsize)2 << 20)
 #define CLOSE_REPEAT_NS    (10 * NGTCP2_MILLISECONDS)
 #define TLS_ALERT_NO_ALPN  120
 #define TLS_ALERT_INTERNAL 80
@@ -417,9 +418,10 @@ stream_shut_write(FerryQuic *q, FerryQuicStream *s)
 static gsize
 packet_room(FerryQuic *q)
 {
-  if (q->cfg.max_udp_payload > MAX_PKT && !ngtcp2_conn_get_handshake_completed(q->conn))
+  gsize room = __atomic_load_n(&q->tx_room, __ATOMIC_RELAXED);
+  if (room > MAX_PKT && !ngtcp2_conn_get_handshake_completed(q->conn))
     return MAX_PKT;
-  return q->cfg.max_udp_payload;
+  return room;
 }
 
 /* Writes one packet into dest from the streams in line. Returns its size,
@@ -575,7 +577,7 @@ static gboolean
 read_datagrams(FerryQuic *q)
 {
   guint total = 0;
-  guint head, tail;
+  guint64 head, tail;
   guint8 *inbox;
 
   if (q->t->vtable->recv != NULL && q->state != ST_DONE) {
@@ -598,12 +600,19 @@ read_datagrams(FerryQuic *q)
   head = q->inbox_head;
   tail = __atomic_load_n(&q->inbox_tail, __ATOMIC_ACQUIRE);
   q->rx_ts = now_ns();
-  for (; head != tail && total < RECV_BUDGET; head++, total++) {
-    const guint8 *slot = inbox + (gsize)(head % INBOX_SLOTS) * INBOX_SLOT;
-    guint16 len;
-    memcpy(&len, slot, sizeof(len));
+  while (head != tail && total < RECV_BUDGET) {
+    gsize at = (gsize)(head % INBOX_BYTES);
+    guint16 len = 0;
+    if (INBOX_BYTES - at >= sizeof(len))
+      memcpy(&len, inbox + at, sizeof(len));
+    if (len == 0) { /* the rest of the ring was too short: go round */
+      head += INBOX_BYTES - at;
+      continue;
+    }
     if (q->state != ST_DONE)
-      on_datagram(q, slot + sizeof(len), len);
+      on_datagram(q, inbox + at + sizeof(len), len);
+    head += sizeof(len) + len;
+    total++;
   }
   __atomic_store_n(&q->inbox_head, head, __ATOMIC_RELEASE);
   return total > 0;
@@ -612,25 +621,31 @@ read_datagrams(FerryQuic *q)
 gboolean
 ferry_quic_push_datagram(FerryQuic *q, const guint8 *data, gsize len)
 {
-  guint head, tail;
-  guint8 *slot;
+  guint64 head, tail;
   guint16 len16 = (guint16)len;
+  gsize at, skip;
 
-  if (len == 0 || len > FERRY_QUIC_CALLBACK_MAX_DATAGRAM)
+  if (len == 0 || len > MAX(q->t->max_recv_datagram, FERRY_QUIC_CALLBACK_MAX_DATAGRAM))
     return FALSE;
   g_mutex_lock(&q->inbox_lock);
   if (q->inbox == NULL)
-    g_atomic_pointer_set(&q->inbox, g_malloc((gsize)INBOX_SLOTS * INBOX_SLOT));
+    g_atomic_pointer_set(&q->inbox, g_malloc(INBOX_BYTES));
   head = __atomic_load_n(&q->inbox_head, __ATOMIC_ACQUIRE);
   tail = q->inbox_tail;
-  if (tail - head >= INBOX_SLOTS) {
+  at = (gsize)(tail % INBOX_BYTES);
+  /* A datagram never wraps: where it does not fit before the end, a zero
+   * length (if there is room for one) tells the reader to go round. */
+  skip = INBOX_BYTES - at < sizeof(len16) + len ? INBOX_BYTES - at : 0;
+  if (tail + skip + sizeof(len16) + len - head > INBOX_BYTES) {
     g_mutex_unlock(&q->inbox_lock);
     return FALSE;
   }
-  slot = q->inbox + (gsize)(tail % INBOX_SLOTS) * INBOX_SLOT;
-  memcpy(slot, &len16, sizeof(len16));
-  memcpy(slot + sizeof(len16), data, len);
-  __atomic_store_n(&q->inbox_tail, tail + 1, __ATOMIC_RELEASE);
+  if (skip >= sizeof(len16))
+    memset(q->inbox + at, 0, sizeof(len16));
+  at = (at + skip) % INBOX_BYTES;
+  memcpy(q->inbox + at, &len16, sizeof(len16));
+  memcpy(q->inbox + at + sizeof(len16), data, len);
+  __atomic_store_n(&q->inbox_tail, tail + skip + sizeof(len16) + len, __ATOMIC_RELEASE);
   g_mutex_unlock(&q->inbox_lock);
   quic_wake(q);
   return TRUE;
@@ -1273,12 +1288,14 @@ ferry_quic_new(const FerryQuicConfig *config, FerryQuicTransport *transport, GEr
   if (config->alpn == NULL || *config->alpn == '\0' || strlen(config->alpn) > 255 ||
       config->stream_send_buffer_bytes == 0 || config->idle_timeout_ms == 0 ||
       config->handshake_timeout_ms == 0 || config->max_udp_payload < 1200 ||
-      config->max_udp_payload > FERRY_QUIC_MAX_UDP_PAYLOAD) {
+      config->max_udp_payload > FERRY_QUIC_MAX_UDP_PAYLOAD ||
+      (config->start_udp_payload != 0 &&
+       (config->start_udp_payload < 1200 || config->start_udp_payload > config->max_udp_payload))) {
     ferry_quic_transport_free(transport);
     ferry_set_error(error, FERRY_ERR_INVALID,
                     "bad QUIC settings: the application protocol must be 1-255 bytes, the send "
-                    "buffer and timeouts above 0 and the datagram size 1200-%d bytes; start "
-                    "from ferry_quic_config_init()",
+                    "buffer and timeouts above 0 and the datagram sizes 1200-%d bytes (the "
+                    "starting one at most the largest); start from ferry_quic_config_init()",
                     FERRY_QUIC_MAX_UDP_PAYLOAD);
     return NULL;
   }
@@ -1289,6 +1306,7 @@ ferry_quic_new(const FerryQuicConfig *config, FerryQuicTransport *transport, GEr
   if (transport->can_gso && config->no_gso)
     transport->can_gso = FALSE;
   q->t = transport;
+  q->tx_room = config->start_udp_payload ? config->start_udp_payload : config->max_udp_payload;
   q->wake_fd = -1;
   g_mutex_init(&q->lock);
   g_cond_init(&q->cond);
@@ -1498,12 +1516,21 @@ do_info(FerryQuic *q, gpointer data)
   info->bytes_in_flight = st.bytes_in_flight;
   info->pacing_rate_bps = (guint64)(st.pacing_rate * NGTCP2_SECONDS);
   info->max_udp_payload = ngtcp2_conn_get_path_max_tx_udp_payload_size(q->conn);
+  info->udp_payload = MIN(info->max_udp_payload, packet_room(q));
 }
 
 void
 ferry_quic_get_info(FerryQuic *q, FerryQuicInfo *info)
 {
   run_on_thread(q, do_info, info);
+}
+
+void
+ferry_quic_set_udp_payload(FerryQuic *q, gsize size)
+{
+  size = CLAMP(size, 1200, q->cfg.max_udp_payload);
+  __atomic_store_n(&q->tx_room, size, __ATOMIC_RELAXED);
+  quic_wake(q);
 }
 
 FerryQuicEnd

@@ -123,6 +123,10 @@ typedef struct {
    * first packet on, with no discovery, and the peer's max_udp_payload_size
    * transport parameter still caps them. */
   gsize max_udp_payload;
+  /* When not 0, packets stay at most this size until
+   * ferry_quic_set_udp_payload() allows more, up to max_udp_payload (which
+   * still sets ngtcp2's limits): for a path whose size is being probed. */
+  gsize start_udp_payload;
   /* When TRUE, received bytes are credited back to the peer only by
    * ferry_quic_stream_consume(): a slow consumer pushes back. */
   gboolean manual_flow_control;
@@ -140,7 +144,8 @@ typedef struct {
   guint64 smoothed_rtt_us, min_rtt_us, latest_rtt_us;
   guint64 cwnd_bytes, bytes_in_flight;
   guint64 pacing_rate_bps;            /* bytes per second, 0 when the controller sets none */
-  gsize max_udp_payload;              /* current datagram size (grows with path MTU discovery) */
+  gsize max_udp_payload;              /* ngtcp2's datagram size (grows with path MTU discovery) */
+  gsize udp_payload;                  /* the largest packet written now (at most the above) */
   guint64 bytes_sent, bytes_received; /* UDP payload */
   guint64 datagrams_sent, datagrams_received; /* received: handed to ngtcp2 */
   guint64 send_calls;                         /* transport send() calls (one per GSO batch) */
@@ -175,10 +180,15 @@ void ferry_quic_free(FerryQuic *q);
  * error. Safe to call more than once, and after the end. */
 void ferry_quic_close(FerryQuic *q, guint64 app_code, const char *reason);
 
+/* Lets packets grow to size bytes (1200 to the config's max_udp_payload)
+ * once the handshake is done: the caller has seen the path carry that
+ * much. Any thread. */
+void ferry_quic_set_udp_payload(FerryQuic *q, gsize size);
+
 /* Hands a datagram received for this connection to it (callback
  * transport, or datagrams that arrived before a socket was taken over).
  * Copies data; any thread. Returns FALSE when it was dropped: longer than
- * FERRY_QUIC_CALLBACK_MAX_DATAGRAM, or the queue is full. */
+ * the transport's max_recv_datagram, or the queue is full. */
 gboolean ferry_quic_push_datagram(FerryQuic *q, const guint8 *data, gsize len);
 
 /* The TLS exporter (RFC 8446 section 7.5, empty context) for label: len

@@ -70,7 +70,7 @@ void ferry_udp_transport_get_stats(FerryQuicTransport *t, FerryUdpStats *stats);
  * it never leave the machine, so the kernel's MTU for the route (the
  * loopback device's, 64 KiB) is the path MTU, exactly. Capped at `cap`.
  * A link-local IPv6 peer without a scope is taken to be on fd's
- * interface. Returns 0 when peer is not on this host or the MTU cannot be
+ * interface (fd may be -1 where there is no socket yet). Returns 0 when peer is not on this host or the MTU cannot be
  * read: then nothing is known beyond a link's first hop, and QUIC's own
  * path MTU discovery decides. */
 gsize ferry_udp_same_host_payload(int fd, const struct sockaddr *peer, socklen_t peer_len,
