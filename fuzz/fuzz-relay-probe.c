@@ -23,8 +23,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
   guint16 n = 0;
   FerryRelayProbeKind kind = ferry_relay_probe_parse(data, size, &n);
-  int magic = size >= FERRY_RELAY_PROBE_MAGIC_LEN && data[0] == 0x80 &&
-              memcmp(data + 1, "ferrymt", 7) == 0;
+  int magic =
+      size >= FERRY_RELAY_PROBE_MAGIC_LEN && data[0] == 0x80 && memcmp(data + 1, "ferrymt", 7) == 0;
 
   check((kind == FERRY_RELAY_PROBE_NONE) == !magic);
   if (kind != FERRY_RELAY_PROBE_PROBE && kind != FERRY_RELAY_PROBE_ECHO)

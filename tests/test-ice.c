@@ -5,6 +5,8 @@
  * TLS), a clear failure when no path exists, and the URL and ice_servers
  * parsers. */
 #include <signal.h>
+#include <stdlib.h>
+#include <sys/socket.h>
 #include <string.h>
 
 #include <gio/gio.h>
@@ -514,6 +516,25 @@ on_recv_echo(FerryIce *ice, const guint8 *data, gsize len, gpointer user_data)
 
 /* Two peers forced through coturn by the TURN URL template (%p: its
  * UDP/TCP port, %t: its TLS port), given as a signaling server would. */
+/* UDP sockets of this process whose receive buffer is over 1 MiB. */
+static guint
+big_udp_sockets(void)
+{
+  GDir *dir = g_dir_open("/proc/self/fd", 0, NULL);
+  guint n = 0;
+
+  g_assert_nonnull(dir);
+  for (const char *name; (name = g_dir_read_name(dir)) != NULL;) {
+    int fd = atoi(name), type = 0, size = 0;
+    socklen_t len = sizeof type, size_len = sizeof size;
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 && type == SOCK_DGRAM &&
+        getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, &size_len) == 0 && size > (1 << 20))
+      n++;
+  }
+  g_dir_close(dir);
+  return n;
+}
+
 static void
 run_relay(const char *template)
 {
@@ -585,6 +606,13 @@ run_relay(const char *template)
   gint64 t1 = g_get_monotonic_time();
   g_assert_cmpuint(p[0].received, ==, N_DATAGRAMS);
   g_assert_cmpuint(p[1].received, >=, N_DATAGRAMS);
+  /* Over UDP to the relay, each agent's host socket that carries it got
+   * big buffers (a burst from the relay would overflow the default); not
+   * over TCP or TLS. */
+  if (strstr(template, "transport=tcp") == NULL && !tls)
+    g_assert_cmpuint(big_udp_sockets(), >=, 2);
+  else
+    g_assert_cmpuint(big_udp_sockets(), ==, 0);
 
   free_pair(p);
   g_test_message("echo %d ms, close %d ms", (int)((t1 - t0) / 1000),

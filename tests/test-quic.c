@@ -871,7 +871,7 @@ typedef struct {
   guint32 rng;
   guint loss; /* percent */
   guint dropped, passed;
-  gboolean raised;                   /* set by the test when it lets datagrams grow */
+  gboolean raised;                     /* set by the test when it lets datagrams grow */
   gsize longest, longest_before_raise; /* datagram sizes seen */
 } LossyPipe;
 

@@ -52,9 +52,9 @@ typedef struct {
   const char *words;
   /* Sender: receivers that may be joined at once; default 1. */
   guint max_receivers;
-  /* QUIC: congestion controller "bbr" (default), "cubic", "reno" or
-   * "bbr2"; flow-control windows and the number of streams the peer may
-   * open; 0 keeps the defaults (64 MiB, 16 MiB, 100). */
+  /* QUIC: congestion controller "bbr", "cubic", "reno" or "bbr2" (NULL:
+   * "bbr" on a direct path, "bbr2" through a TURN relay); flow-control windows and the number of
+   * streams the peer may open; 0 keeps the defaults (64 MiB, 16 MiB, 100). */
   const char *congestion_control;
   guint64 conn_window_bytes;
   guint64 stream_window_bytes;

@@ -56,7 +56,7 @@ static const Setting table[CLI_N_SETTINGS] = {
                                  3600000, "MS",
                                  "Longest a connection may take to set up (default 60000)"},
     [CLI_SET_QUIC_CC] = {"quic-cc", 0, KIND_CC, CLI_SCOPE_BOTH, TRUE, NULL, 0, 0, "NAME",
-                         "QUIC congestion controller: bbr (default), bbr2, cubic or reno"},
+                         "QUIC congestion controller: bbr, bbr2, cubic or reno (default bbr, through a relay bbr2)"},
     [CLI_SET_QUIC_CONN_WINDOW] = {"quic-conn-window", 0, KIND_SIZE, CLI_SCOPE_BOTH, TRUE, NULL,
                                   64 * 1024, G_GUINT64_CONSTANT(1) << 32, "SIZE",
                                   "QUIC connection flow-control window (default 64M)"},

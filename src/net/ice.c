@@ -10,7 +10,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <nice/agent.h>
@@ -19,6 +22,7 @@
 #include <ferry/error.h>
 
 #include "net/ice-tls.h"
+#include "net/udp.h"
 
 #define COMPONENT 1
 
@@ -260,6 +264,33 @@ set_failed(FerryIce *ice, gboolean timed_out)
 
 static const Relay *relay_of(FerryIce *ice, const NiceCandidate *cand);
 
+/* A relayed pair's datagrams come and go through the libnice UDP socket
+ * the TURN allocation was made from (the relay candidate's base), whose
+ * kernel buffers are the default ~200 KiB: a burst from the relay
+ * overflows that and is lost. The agent does not hand that socket out, so
+ * it is found among the process's descriptors by its address and given
+ * big buffers. */
+static void
+raise_relay_base_buffers(const NiceCandidate *relay)
+{
+  struct sockaddr_storage base;
+  GDir *dir = g_dir_open("/proc/self/fd", 0, NULL);
+
+  memset(&base, 0, sizeof base);
+  nice_address_copy_to_sockaddr(&relay->base_addr, (struct sockaddr *)&base);
+  for (const char *name; dir != NULL && (name = g_dir_read_name(dir)) != NULL;) {
+    int fd = atoi(name), type = 0;
+    struct sockaddr_storage mine;
+    socklen_t len = sizeof mine, type_len = sizeof type;
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &type_len) == 0 && type == SOCK_DGRAM &&
+        getsockname(fd, (struct sockaddr *)&mine, &len) == 0 &&
+        ferry_udp_same_address(&mine, &base))
+      ferry_udp_raise_buffers(fd);
+  }
+  if (dir != NULL)
+    g_dir_close(dir);
+}
+
 static void
 set_ready(FerryIce *ice)
 {
@@ -271,8 +302,12 @@ set_ready(FerryIce *ice)
     return; /* READY always comes with a pair; wait for the next change if not */
   ice->sel_local = nice_candidate_copy(local);
   ice->sel_remote = nice_candidate_copy(remote);
-  if (local->type == NICE_CANDIDATE_TYPE_RELAYED)
+  if (local->type == NICE_CANDIDATE_TYPE_RELAYED) {
     ice->sel_relay = relay_of(ice, local);
+    if (local->transport == NICE_CANDIDATE_TRANSPORT_UDP &&
+        (ice->sel_relay == NULL || ice->sel_relay->type == NICE_RELAY_TYPE_TURN_UDP))
+      raise_relay_base_buffers(local);
+  }
   ice->state = FERRY_ICE_READY;
   ice->ready_us = g_get_monotonic_time();
   cancel_source(&ice->timer);
@@ -483,7 +518,8 @@ add_relays(FerryIce *ice, const FerryIceConfig *config, GError **error)
 
     g_ptr_array_add(ice->relays, r);
     r->name = ferry_ice_turn_server_to_string(turn);
-    r->server = G_INET_SOCKET_ADDRESS(g_inet_socket_address_new_from_string(turn->host, turn->port));
+    r->server =
+        G_INET_SOCKET_ADDRESS(g_inet_socket_address_new_from_string(turn->host, turn->port));
     if (turn->transport == FERRY_ICE_TRANSPORT_TLS) {
       r->tunnel = ferry_ice_tls_tunnel_new(turn, error);
       if (r->tunnel == NULL)

@@ -21,15 +21,15 @@
  * IPv6 and UDP headers); path MTU discovery may settle lower. A GSO batch
  * holds up to GSO_MAX_SEGS of them and at most GSO_MAX_BYTES in all (one
  * UDP super-packet must stay under 64 KiB). */
-#define MAX_PKT            1452
-#define GSO_MAX_SEGS       64
-#define GSO_MAX_BYTES      65000
-#define TXBUF_LEN          (GSO_MAX_BYTES + FERRY_QUIC_MAX_UDP_PAYLOAD)
-#define MAX_VECS           8
-#define SEND_BATCH_BUDGET  16  /* GSO batches before reading again */
-#define RECV_BUDGET        256 /* datagrams before writing (ACKs) */
-#define SCID_LEN           16
-#define REASON_MAX         256
+#define MAX_PKT           1452
+#define GSO_MAX_SEGS      64
+#define GSO_MAX_BYTES     65000
+#define TXBUF_LEN         (GSO_MAX_BYTES + FERRY_QUIC_MAX_UDP_PAYLOAD)
+#define MAX_VECS          8
+#define SEND_BATCH_BUDGET 16  /* GSO batches before reading again */
+#define RECV_BUDGET       256 /* datagrams before writing (ACKs) */
+#define SCID_LEN          16
+#define REASON_MAX        256
 /* Bytes of datagrams pushed and not yet read (ferry_quic_push_datagram()):
  * about a thousand full-size ones, or 65 of the largest. */
 #define INBOX_BYTES        ((gsize)2 << 20)

@@ -72,8 +72,8 @@ ferry_udp_is_stun(const guint8 *data, gsize len)
   return g_ntohl(cookie) == STUN_COOKIE;
 }
 
-static gboolean
-same_address(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+gboolean
+ferry_udp_same_address(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
 {
   if (a->ss_family != b->ss_family)
     return FALSE;
@@ -140,7 +140,7 @@ deliver_message(UdpTransport *u, guint i, gsize len, FerryQuicDeliverFunc delive
   struct msghdr *mh = &u->rx_msgs[i].msg_hdr;
   const guint8 *buf = u->rx_bufs + (gsize)i * u->rx_buf_len;
   gsize seg = len;
-  gboolean from_peer = u->connected || same_address(&u->rx_from[i], &u->base.remote);
+  gboolean from_peer = u->connected || ferry_udp_same_address(&u->rx_from[i], &u->base.remote);
 
   for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c != NULL; c = CMSG_NXTHDR(mh, c)) {
     if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) {
@@ -356,6 +356,13 @@ raise_buffer(int fd, int force_opt, int opt)
   setsockopt(fd, SOL_SOCKET, opt, &size, sizeof(size));
 }
 
+void
+ferry_udp_raise_buffers(int fd)
+{
+  raise_buffer(fd, SO_SNDBUFFORCE, SO_SNDBUF);
+  raise_buffer(fd, SO_RCVBUFFORCE, SO_RCVBUF);
+}
+
 static gboolean
 get_int_opt(int fd, int level, int opt, int *value)
 {
@@ -423,7 +430,7 @@ ferry_udp_transport_new(int fd, const struct sockaddr *peer, socklen_t peer_len,
       struct sockaddr_storage cur;
       socklen_t cur_len = sizeof(cur);
       u->connected = getpeername(fd, (struct sockaddr *)&cur, &cur_len) == 0 &&
-                     same_address(&cur, &u->base.remote);
+                     ferry_udp_same_address(&cur, &u->base.remote);
     }
   } else {
     u->base.remote_len = sizeof(u->base.remote);
@@ -445,8 +452,7 @@ ferry_udp_transport_new(int fd, const struct sockaddr *peer, socklen_t peer_len,
     g_free(u);
     return NULL;
   }
-  raise_buffer(fd, SO_SNDBUFFORCE, SO_SNDBUF);
-  raise_buffer(fd, SO_RCVBUFFORCE, SO_RCVBUF);
+  ferry_udp_raise_buffers(fd);
 
   /* QUIC does its own path MTU discovery: set DF but let oversized probes
    * simply be lost instead of failing sendmsg (which would take a whole

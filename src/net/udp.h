@@ -65,14 +65,23 @@ void ferry_udp_transport_set_filter(FerryQuicTransport *t, FerryUdpFilterFunc fu
 
 void ferry_udp_transport_get_stats(FerryQuicTransport *t, FerryUdpStats *stats);
 
+/* Whether a and b are the same IPv4 or IPv6 address and port; an IPv6
+ * scope of 0 (libnice's remote candidates carry none) matches any. */
+gboolean ferry_udp_same_address(const struct sockaddr_storage *a, const struct sockaddr_storage *b);
+
+/* Gives the socket fd send and receive buffers of 16 MiB (past
+ * net.core.[rw]mem_max where the process may, else up to it): the
+ * kernel's default (~200 KiB) holds only a dozen large datagrams. */
+void ferry_udp_raise_buffers(int fd);
+
 /* The largest UDP payload worth sending to peer from the socket fd when
  * the peer is on this very host (its address is one of ours): packets to
  * it never leave the machine, so the kernel's MTU for the route (the
  * loopback device's, 64 KiB) is the path MTU, exactly. Capped at `cap`.
  * A link-local IPv6 peer without a scope is taken to be on fd's
- * interface (fd may be -1 where there is no socket yet). Returns 0 when peer is not on this host or the MTU cannot be
- * read: then nothing is known beyond a link's first hop, and QUIC's own
- * path MTU discovery decides. */
+ * interface (fd may be -1 where there is no socket yet). Returns 0 when peer is not on this host or
+ * the MTU cannot be read: then nothing is known beyond a link's first hop, and QUIC's own path MTU
+ * discovery decides. */
 gsize ferry_udp_same_host_payload(int fd, const struct sockaddr *peer, socklen_t peer_len,
                                   gsize cap);
 
