@@ -104,7 +104,8 @@ typedef struct {
 FERRY_API void ferry_connection_get_path(FerryConnection *conn, FerryConnectionPath *path);
 
 /* One line for the user, e.g. "direct: host 127.0.0.1:40001 <-> host
- * 127.0.0.1:40002, rtt 0.2 ms, bbr". Free it with g_free(). */
+ * 127.0.0.1:40002, rtt 0.2 ms, bbr, 32000-byte datagrams". Free it with
+ * g_free(). */
 FERRY_API char *ferry_connection_path_to_string(FerryConnection *conn);
 
 /* ---- connections and streams -------------------------------------------- */
