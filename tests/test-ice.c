@@ -12,6 +12,7 @@
 #include <gio/gio.h>
 #include <glib/gstdio.h>
 #include <gnutls/crypto.h>
+#include <nice/interfaces.h>
 
 #include <ferry/error.h>
 
@@ -696,19 +697,48 @@ run_alone(FerryIceConfig *cfg, const char *const *remote, gboolean eoc)
   return g_steal_pointer(&one_error);
 }
 
-/* A UDP port on loopback that swallows everything and never answers. */
+/* A UDP port that swallows everything and never answers, on an address
+ * ICE checks from this host: its first IPv4 address other than loopback
+ * (the agent then gathers no loopback, and drops loopback candidates of
+ * the peer), else 127.0.0.1. Sets *address (free it) and *port. */
 static GSocket *
-silent_socket(guint16 *port)
+silent_socket(char **address, guint16 *port)
 {
   GSocket *s = g_socket_new(G_SOCKET_FAMILY_IPV4, G_SOCKET_TYPE_DATAGRAM, 0, NULL);
-  g_autoptr(GInetAddress) lo = g_inet_address_new_loopback(G_SOCKET_FAMILY_IPV4);
-  g_autoptr(GSocketAddress) any = g_inet_socket_address_new(lo, 0);
+  GList *ips = nice_interfaces_get_local_ips(FALSE);
+  g_autoptr(GInetAddress) ip = NULL;
+  g_autoptr(GSocketAddress) any = NULL;
   g_autoptr(GSocketAddress) bound = NULL;
 
+  for (GList *l = ips; l != NULL && ip == NULL; l = l->next) {
+    GInetAddress *a = g_inet_address_new_from_string(l->data);
+    if (a != NULL && g_inet_address_get_family(a) == G_SOCKET_FAMILY_IPV4 &&
+        !g_inet_address_get_is_loopback(a) && !g_inet_address_get_is_link_local(a))
+      ip = g_object_ref(a);
+    g_clear_object(&a);
+  }
+  g_list_free_full(ips, g_free);
+  if (ip == NULL)
+    ip = g_inet_address_new_loopback(G_SOCKET_FAMILY_IPV4);
+  any = g_inet_socket_address_new(ip, 0);
   g_assert_true(g_socket_bind(s, any, FALSE, NULL));
   bound = g_socket_get_local_address(s, NULL);
   *port = g_inet_socket_address_get_port(G_INET_SOCKET_ADDRESS(bound));
+  *address = g_inet_address_to_string(ip);
+  g_socket_set_blocking(s, FALSE);
   return s;
+}
+
+/* Datagrams waiting on s: the agent's connectivity checks. */
+static guint
+checks_received(GSocket *s)
+{
+  guint8 buf[1500];
+  guint n = 0;
+
+  while (g_socket_receive(s, (gchar *)buf, sizeof buf, NULL, NULL) > 0)
+    n++;
+  return n;
 }
 
 static void
@@ -716,9 +746,10 @@ test_fails_at_timeout(void)
 {
   FerryIceConfig cfg;
   guint16 port;
-  GSocket *silent = silent_socket(&port);
+  g_autofree char *address = NULL;
+  GSocket *silent = silent_socket(&address, &port);
   g_autofree char *cand =
-      g_strdup_printf("a=candidate:1 1 UDP 2130706431 127.0.0.1 %u typ host", port);
+      g_strdup_printf("a=candidate:1 1 UDP 2130706431 %s %u typ host", address, port);
   const char *remote[] = {cand, NULL};
   g_autofree char *msg = NULL;
 
@@ -737,6 +768,8 @@ test_fails_at_timeout(void)
                                             n_local_seen == 1 ? "" : "s", n_local_seen);
     g_assert_nonnull(strstr(msg, want));
   }
+  /* The pair was really checked: the checks went unanswered. */
+  g_assert_cmpuint(checks_received(silent), >, 0);
   g_object_unref(silent);
   ferry_ice_config_clear(&cfg);
 }
@@ -746,9 +779,10 @@ test_fails_after_end_of_candidates(void)
 {
   FerryIceConfig cfg;
   guint16 port;
-  GSocket *silent = silent_socket(&port);
+  g_autofree char *address = NULL;
+  GSocket *silent = silent_socket(&address, &port);
   g_autofree char *cand =
-      g_strdup_printf("a=candidate:1 1 UDP 2130706431 127.0.0.1 %u typ host", port);
+      g_strdup_printf("a=candidate:1 1 UDP 2130706431 %s %u typ host", address, port);
   const char *remote[] = {cand, NULL};
   g_autofree char *msg = NULL;
 
@@ -759,6 +793,8 @@ test_fails_after_end_of_candidates(void)
   g_assert_true(g_str_has_prefix(msg, "no working path between the two peers"));
   g_assert_nonnull(strstr(msg, " and 1 remote (1 host)"));
   g_assert_nonnull(strstr(msg, "--turn-server"));
+  /* The pair was really checked: the checks went unanswered. */
+  g_assert_cmpuint(checks_received(silent), >, 0);
   g_object_unref(silent);
   ferry_ice_config_clear(&cfg);
 }
