@@ -583,16 +583,9 @@ ferry_ice_new(const FerryIceConfig *config, GError **error)
   ice->agent =
       nice_agent_new_full(ice->ctx, NICE_COMPATIBILITY_RFC5245,
                           NICE_AGENT_OPTION_REGULAR_NOMINATION | NICE_AGENT_OPTION_ICE_TRICKLE);
-  /* Two transmissions per check instead of libnice's three: a check that
-   * gets no answer fails after 0.75 s, not 2 s (libnice's timer starts at
-   * 500 ms, then halves). With regular nomination the controlling agent
-   * holding a single valid pair waits until every other pair has failed,
-   * so this is most of the time to connect through NATs: in lab/nat-matrix
-   * 2.0-2.2 s became 0.8-0.95 s, and 4.1 s 1.65 s for a symmetric receiver.
-   * An answer may still take up to 0.75 s (a satellite hop is ~0.6 s). */
   g_object_set(ice->agent, "controlling-mode", config->role == FERRY_ICE_CONTROLLING, "ice-tcp",
-               FALSE, "ice-udp", TRUE, "upnp", FALSE, "keepalive-conncheck", FALSE,
-               "stun-max-retransmissions", 2u, "force-relay", config->force_relay, NULL);
+               FALSE, "ice-udp", TRUE, "upnp", FALSE, "keepalive-conncheck", FALSE, "force-relay",
+               config->force_relay, NULL);
   nice_agent_set_software(ice->agent, "ferry");
   for (guint i = 0; i < config->stun_servers->len; i++) {
     const FerryIceStunServer *stun = config->stun_servers->pdata[i];
