@@ -43,8 +43,8 @@
  * on the TURN server (coturn reads at most 16 KiB), so each side probes
  * its direction with these sizes and grows to the largest the peer echoes
  * (protocol.md §7.2.1). */
-static const guint16 relay_probe_sizes[] = {32000, 16000, 8000};
 #define RELAY_PROBE_MAX 32000
+static const guint16 relay_probe_sizes[] = {RELAY_PROBE_MAX, 16000, 8000};
 
 /* ---- options ------------------------------------------------------------ */
 

@@ -304,8 +304,7 @@ set_ready(FerryIce *ice)
   ice->sel_remote = nice_candidate_copy(remote);
   if (local->type == NICE_CANDIDATE_TYPE_RELAYED) {
     ice->sel_relay = relay_of(ice, local);
-    if (local->transport == NICE_CANDIDATE_TRANSPORT_UDP &&
-        (ice->sel_relay == NULL || ice->sel_relay->type == NICE_RELAY_TYPE_TURN_UDP))
+    if (ice->sel_relay == NULL || ice->sel_relay->type == NICE_RELAY_TYPE_TURN_UDP)
       raise_relay_base_buffers(local);
   }
   ice->state = FERRY_ICE_READY;
