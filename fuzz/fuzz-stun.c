@@ -9,7 +9,7 @@
 #include <string.h>
 #include <netinet/in.h>
 
-#include "server/stun.h"
+#include "core/stun.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -11,7 +11,7 @@
  * one libnice's stun_usage_bind_run() sent in a capture. */
 #include <ferry/ferry.h>
 
-#include "server/stun.h"
+#include "core/stun.h"
 #include "server/stun-server.h"
 
 #include <errno.h>
@@ -1085,6 +1085,29 @@ test_listen_errors(void)
   ferry_stun_server_free(NULL);
 }
 
+/* The punch's mapping test asks with this request: ferry's own decoder
+ * (the responder's) takes it as a plain RFC 8489 Binding request. */
+static void
+test_build_request(void)
+{
+  const uint8_t txid[FERRY_STUN_TXID_SIZE] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+  uint8_t buf[64];
+  FerryStunRequest req;
+
+  int n = ferry_stun_build_binding_request(txid, buf, sizeof buf);
+  g_assert_cmpint(n, ==, 28);
+  g_assert_cmpint(ferry_stun_message_check(buf, (size_t)n), ==, FERRY_STUN_BINDING_REQUEST);
+  g_assert_cmpint(ferry_stun_parse_binding_request(buf, (size_t)n, &req), ==, 0);
+  g_assert_false(req.classic);
+  g_assert_true(req.has_fingerprint);
+  g_assert_cmpint(req.error_code, ==, 0);
+  g_assert_cmpmem(req.id + 4, FERRY_STUN_TXID_SIZE, txid, sizeof txid);
+  buf[n - 1] ^= 1;
+  g_assert_cmpint(ferry_stun_parse_binding_request(buf, (size_t)n, &req), ==, FERRY_ERR_CORRUPT);
+  g_assert_cmpint(ferry_stun_build_binding_request(txid, buf, 27), ==, FERRY_ERR_TOO_LONG);
+  g_assert_cmpint(ferry_stun_build_binding_request(txid, buf, 10), ==, FERRY_ERR_TOO_LONG);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1105,6 +1128,7 @@ main(int argc, char **argv)
   g_test_add_func("/server/stun/build/classic-vectors", test_build_classic_vectors);
   g_test_add_func("/server/stun/build/classic-error-responses", test_classic_error_responses);
   g_test_add_func("/server/stun/parse-response/errors", test_parse_response_errors);
+  g_test_add_func("/server/stun/build/request", test_build_request);
   g_test_add_func("/server/stun/live/ipv4", test_live_ipv4);
   g_test_add_func("/server/stun/live/ipv6", test_live_ipv6);
   g_test_add_func("/server/stun/live/any-address", test_live_any_address);

@@ -4,7 +4,7 @@
 #include "ferry-config.h"
 
 #include "server/stun-server.h"
-#include "server/stun.h"
+#include "core/stun.h"
 
 #include <stdatomic.h>
 #include <string.h>

@@ -1,6 +1,6 @@
 /* STUN Binding on bytes: request decoder, response encoders, CRC-32.
  * Both RFC 8489 messages and classic RFC 3489 ones (no magic cookie). */
-#include "server/stun.h"
+#include "core/stun.h"
 
 #include <string.h>
 #include <netinet/in.h>
@@ -320,6 +320,19 @@ writer_finish(Writer *w, gboolean classic)
   v = writer_attr(w, FERRY_STUN_ATTR_FINGERPRINT, 4);
   wr32(v, ferry_stun_crc32(w->out, at) ^ FERRY_STUN_FINGERPRINT_XOR);
   return (int)w->len;
+}
+
+/* A request carries no attribute but FINGERPRINT, so a server that
+ * demultiplexes STUN from other traffic (coturn, libnice) knows it. */
+int
+ferry_stun_build_binding_request(const uint8_t txid[FERRY_STUN_TXID_SIZE], uint8_t *out, size_t cap)
+{
+  Writer w = {out, cap, 0, FALSE};
+  FerryStunRequest req = {0};
+
+  memcpy(req.id + 4, txid, FERRY_STUN_TXID_SIZE);
+  writer_header(&w, FERRY_STUN_BINDING_REQUEST, &req);
+  return writer_finish(&w, FALSE);
 }
 
 /* An RFC 8489 client is told its address XORed with the magic cookie and

@@ -4,8 +4,8 @@
  *
  * Nothing here touches a socket, so a fuzzer can drive it directly; the
  * UDP side is server/stun-server.h. */
-#ifndef FERRY_SERVER_STUN_H
-#define FERRY_SERVER_STUN_H
+#ifndef FERRY_CORE_STUN_H
+#define FERRY_CORE_STUN_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -135,6 +135,12 @@ int ferry_stun_build_binding_response(const FerryStunRequest *req, const struct 
  * is not 400 or 420, or FERRY_ERR_TOO_LONG as above. */
 int ferry_stun_build_error_response(const FerryStunRequest *req, const char *software, uint8_t *out,
                                     size_t cap);
+
+/* Writes an RFC 8489 Binding request with transaction ID txid and a
+ * FINGERPRINT (28 bytes) into out. Returns the number of bytes written or
+ * FERRY_ERR_TOO_LONG when cap is too small. */
+int ferry_stun_build_binding_request(const uint8_t txid[FERRY_STUN_TXID_SIZE], uint8_t *out,
+                                     size_t cap);
 
 /* Decodes a Binding success response, of either form: copies header bytes
  * 4..19 to id and the mapped address to *mapped (a sockaddr_in or
