@@ -1,24 +1,28 @@
 # One transfer across the NAT lab, and what RFC 4787 says it should do.
 # Source after lab/topology.sh; needs lab_core, lab_servers and both sites up.
 
-# nat_expect TYPE_A TYPE_B: "direct" when ICE alone (host, server-reflexive and
-# peer-reflexive candidates, no port prediction) must find a direct UDP path
-# between peers behind these NATs, else "relay". RFC 4787 reasoning:
+# nat_expect TYPE_A TYPE_B: "direct" when ferry must find a direct UDP path
+# between peers behind these NATs (ICE with host, server-reflexive and
+# peer-reflexive candidates, plus birthday punching), else "relay". RFC 4787
+# reasoning:
 # - udp-blocked: no UDP leaves the site, only TURN over TCP/443 does.
 # - an endpoint-dependent mapping (symmetric) gives the other peer a port it
-#   cannot learn from STUN; the other side's packets reach that port only if
-#   its filter lets a new source port of an address it sent to in (none,
-#   full-cone, addr-restricted). A port-restricted (APDF) or symmetric peer
-#   drops them, and its own checks hit the symmetric NAT's filter: no path.
+#   cannot learn from STUN. ICE still gets through when the other side's
+#   filter lets a new source port of an address it sent to in (none,
+#   full-cone, addr-restricted): a peer-reflexive candidate.
+# - behind a port-restricted (EIM, APDF) NAT that filter drops them, but the
+#   mapping is known: birthday punching (docs/protocol.md §7.4) opens 256
+#   ports on the symmetric side while the other side opens its filter for
+#   4096 random ones, and some meet.
+# - symmetric × symmetric: both mappings unknowable, both filters APDF; no
+#   prediction is attempted, so the relay.
 # - every other pair has endpoint-independent mappings on both sides, so the
 #   server-reflexive candidates are reachable once both have sent.
 nat_expect() {
   local a=$1 b=$2
   if [ "$a" = udp-blocked ] || [ "$b" = udp-blocked ]; then
     echo relay
-  elif [ "$a" = symmetric ] && { [ "$b" = symmetric ] || [ "$b" = port-restricted ]; }; then
-    echo relay
-  elif [ "$b" = symmetric ] && [ "$a" = port-restricted ]; then
+  elif [ "$a" = symmetric ] && [ "$b" = symmetric ]; then
     echo relay
   else
     echo direct

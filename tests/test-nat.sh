@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The NAT lab (lab/topology.sh) in small: checks that each site's nftables
 # rules make the NAT behaviour they claim (lab/nat-probe.py, RFC 5780 style),
-# then real ferry send/receive across four pairs of NAT types through a
-# ferry serve and a coturn in a "public" namespace: none×none and
-# port-restricted×port-restricted must go direct; symmetric×symmetric and
+# then real ferry send/receive across pairs of NAT types through a ferry
+# serve and a coturn in a "public" namespace: none×none and
+# port-restricted×port-restricted must go direct; symmetric×port-restricted
+# (both orders) direct by birthday punching; symmetric×symmetric and
 # udp-blocked×none must connect through the relay (TURN over UDP, and over
-# TCP on port 443). Skipped when the lab cannot be built (not root, no
+# TCP on port 443), as must any pair with --force-relay. Skipped when the lab cannot be built (not root, no
 # nftables, no namespaces, no coturn). The full matrix is lab/nat-matrix.
 set -u
 . "$(dirname "$0")/tap.sh"
@@ -85,6 +86,14 @@ pair port-restricted port-restricted direct 2
 pair symmetric symmetric relay 3
 PAIR_FLAGS=--force-relay pair symmetric symmetric relay 5
 pair udp-blocked none relay 4
+# ICE alone relays these two; birthday punching (docs/protocol.md §7.4) goes direct
+pair symmetric port-restricted direct 6
+ok_if "symmetric × port-restricted: the path was made by birthday punching" \
+  grep -q '"path":"direct: punched ' "$TAP_TMP/pair6.send.out"
+pair port-restricted symmetric direct 7
+ok_if "port-restricted × symmetric: the path was made by birthday punching" \
+  grep -q '"path":"direct: punched ' "$TAP_TMP/pair7.recv.out"
+PAIR_FLAGS=--force-relay pair port-restricted symmetric relay 8
 # site 1 lets only TCP to port 443 out (the probe above), so its relay is TURN over TCP
 ok_if "udp-blocked × none: the udp-blocked sender's path is its TURN relay" \
   grep -q '"path":"relayed via turn:100.64.0.253:443: relay ' "$TAP_TMP/pair4.send.out"

@@ -22,12 +22,14 @@
 
 #include "net/ice.h"
 #include "net/peer-link.h"
+#include "net/punch.h"
 #include "net/quic.h"
 #include "net/relay-probe.h"
 #include "net/signal-client.h"
 #include "net/udp.h"
 
 #define AUTH_LABEL       "ferry-v1 quic-auth"
+#define PUNCH_LABEL      "ferry-v1 punch"
 #define EXPORTER_LABEL   "EXPORTER-ferry-v1-binding"
 #define AUTH_MAC_LEN     crypto_auth_hmacsha256_BYTES
 #define APP_ERR_AUTH     0x100 /* CONNECTION_CLOSE: the channel binding failed */
@@ -249,6 +251,13 @@ struct _FerryConnection {
   char *round1_error; /* why round 1 failed, for the message if round 2 fails too */
   GSource *round2_source;
   GPtrArray *early; /* GBytes: datagrams that came before QUIC */
+  /* Birthday punching beside ICE (net/punch.h): while it may still give a
+   * direct path, the sender does not start QUIC on a relayed ICE pair
+   * (ready_held) and the receiver waits for the sender's first datagram,
+   * whichever way it comes. */
+  FerryPunch *punch;
+  gboolean ready_held;
+  char *ice_failure; /* ICE gave up while the punch still ran: the message, if it does too */
   GSource *timeout_source;
   GSource *cancel_source;
   GSource *free_source; /* deferred free after a failure */
@@ -943,6 +952,7 @@ conn_drop_handshake(FerryConnection *c)
     c->sig = NULL;
   g_clear_pointer(&c->server_ice, json_node_unref);
   g_clear_pointer(&c->words, g_free);
+  g_clear_pointer(&c->punch, ferry_punch_free);
   g_ptr_array_set_size(c->early, 0);
 }
 
@@ -952,6 +962,7 @@ conn_free_internal(FerryConnection *c)
   conn_release_slot(c);
   drop_source(&c->round2_source);
   g_clear_pointer(&c->round1_error, g_free);
+  g_clear_pointer(&c->ice_failure, g_free);
   drop_source(&c->free_source);
   drop_source(&c->sig_source);
   conn_drop_handshake(c);
@@ -1126,15 +1137,18 @@ fill_address(char *buf, gsize size, GInetSocketAddress *a)
   g_free(ip);
 }
 
+static void run_quic(FerryConnection *c, FerryQuicTransport *t, gsize datagram);
+
+/* QUIC on the path ICE selected. */
 static void
 start_quic(FerryConnection *c)
 {
-  FerryQuicConfig qc;
   FerryQuicTransport *t = NULL;
   FerryIcePath ip;
   GError *error = NULL;
   gsize datagram = 0;
 
+  g_clear_pointer(&c->punch, ferry_punch_free);
   if (!ferry_ice_get_path(c->ice, &ip, &error)) {
     conn_fail(c, ERR_FAILED, "%s", error->message);
     g_error_free(error);
@@ -1187,6 +1201,16 @@ start_quic(FerryConnection *c)
       datagram = RELAY_PROBE_MAX;
     }
   }
+  run_quic(c, t, datagram);
+}
+
+/* QUIC over t, the transport of the path chosen; datagram is the largest
+ * UDP payload the path may carry (0: QUIC's default). */
+static void
+run_quic(FerryConnection *c, FerryQuicTransport *t, gsize datagram)
+{
+  FerryQuicConfig qc;
+  GError *error = NULL;
 
   ferry_quic_config_init(&qc, c->sender ? FERRY_QUIC_CLIENT : FERRY_QUIC_SERVER);
   qc.cc = c->opts->cc;
@@ -1291,11 +1315,16 @@ on_ice_outcome(FerryIce *ice, FerryIceState state, const GError *error, gpointer
       schedule_round2(c); /* not from inside the agent's own callback */
       return;
     }
-    if (c->round1_error != NULL)
-      conn_fail(c, ERR_FAILED, "%s; then a try through the TURN relay only failed too: %s",
-                c->round1_error, why);
-    else
-      conn_fail(c, ERR_FAILED, "%s", why);
+    char *msg = c->round1_error != NULL
+                    ? g_strdup_printf("%s; then a try through the TURN relay only failed too: %s",
+                                      c->round1_error, why)
+                    : g_strdup(why);
+    if (c->punch != NULL) {
+      c->ice_failure = msg; /* the punch may still find a path */
+      return;
+    }
+    conn_fail(c, ERR_FAILED, "%s", msg);
+    g_free(msg);
     return;
   }
   FerryIcePath ip;
@@ -1303,10 +1332,154 @@ on_ice_outcome(FerryIce *ice, FerryIceState state, const GError *error, gpointer
     return;
   gboolean direct = ip.direct_socket;
   ferry_ice_path_clear(&ip);
+  /* A punch under way may still give a direct path: the sender holds a
+   * relayed pair until it is over; the receiver waits for the sender's
+   * first datagram, as it always does on a direct pair. */
+  if (!direct && c->punch != NULL) {
+    if (c->sender)
+      c->ready_held = TRUE;
+    else if (c->early->len > 0)
+      start_quic(c);
+    return;
+  }
   /* The receiver of a direct pair waits for the sender's first datagram
    * (unless one came already). */
   if (c->sender || !direct || c->early->len > 0)
     start_quic(c);
+}
+
+/* ---- birthday punching -------------------------------------------------- */
+
+static void
+punch_line(FerryPunch *p, const char *line, gpointer user_data)
+{
+  FerryConnection *c = user_data;
+  if (c->link != NULL)
+    ferry_peer_link_send_secret(c->link, line, strlen(line));
+}
+
+/* QUIC on the socket the punch made work, fd connected to peer; data is
+ * the sender's first datagram when we are the receiver. */
+static void
+start_quic_punched(FerryConnection *c, int fd, const struct sockaddr_in *peer, const guint8 *data,
+                   gsize len)
+{
+  GError *error = NULL;
+  struct sockaddr_in local;
+  socklen_t sl = sizeof local;
+  GSocketAddress *a;
+
+  c->path.ice_ms = ferry_punch_get_elapsed_ms(c->punch);
+  g_clear_pointer(&c->punch, ferry_punch_free);
+  c->ready_held = FALSE;
+  FerryQuicTransport *t = ferry_udp_transport_new(fd, NULL, 0, FERRY_UDP_CLOSE_FD, &error);
+  if (t == NULL) {
+    close(fd);
+    conn_fail(c, FERRY_ERR_IO, "%s", error->message);
+    g_error_free(error);
+    return;
+  }
+  c->direct = TRUE;
+  c->path.relayed = FALSE;
+  g_strlcpy(c->path.local_type, "punched", sizeof c->path.local_type);
+  g_strlcpy(c->path.remote_type, "punched", sizeof c->path.remote_type);
+  if (getsockname(fd, (struct sockaddr *)&local, &sl) == 0) {
+    a = g_socket_address_new_from_native(&local, sl);
+    fill_address(c->path.local_address, sizeof c->path.local_address, G_INET_SOCKET_ADDRESS(a));
+    g_object_unref(a);
+  }
+  a = g_socket_address_new_from_native((gpointer)peer, sizeof *peer);
+  fill_address(c->path.remote_address, sizeof c->path.remote_address, G_INET_SOCKET_ADDRESS(a));
+  g_object_unref(a);
+  c->path.turn_server[0] = '\0';
+  /* ICE has nothing left to do: its checks and relay allocations go. */
+  g_clear_pointer(&c->ice, ferry_ice_free);
+  g_ptr_array_set_size(c->early, 0);
+  if (data != NULL)
+    g_ptr_array_add(c->early, g_bytes_new(data, len));
+  g_info("direct path by hole punching: %s", c->path.remote_address);
+  run_quic(c, t, 0);
+}
+
+static void
+punch_datagram(FerryPunch *p, int fd, const struct sockaddr_in *peer, const guint8 *data, gsize len,
+               gpointer user_data)
+{
+  FerryConnection *c = user_data;
+  if (c->state != CONN_ICE) {
+    close(fd);
+    g_clear_pointer(&c->punch, ferry_punch_free);
+    return;
+  }
+  start_quic_punched(c, fd, peer, data, len);
+}
+
+static void
+punch_ready(FerryPunch *p, int fd, const struct sockaddr_in *peer, gpointer user_data)
+{
+  punch_datagram(p, fd, peer, NULL, 0, user_data);
+}
+
+/* Nothing from the punch: go on as ICE alone would. */
+static void
+punch_over(FerryPunch *p, const char *why, gpointer user_data)
+{
+  FerryConnection *c = user_data;
+  g_debug("punch: %s", why);
+  g_clear_pointer(&c->punch, ferry_punch_free);
+  if (c->state != CONN_ICE)
+    return;
+  if (c->ice_failure != NULL) {
+    conn_fail(c, ERR_FAILED, "%s; hole punching found no path either", c->ice_failure);
+  } else if (c->ready_held) {
+    c->ready_held = FALSE;
+    start_quic(c);
+  }
+}
+
+static const FerryPunchHandlers punch_handlers = {punch_line, punch_ready, punch_datagram,
+                                                  punch_over};
+
+/* The servers of the mapping test: every STUN server, and the TURN servers
+ * reached over UDP (a TURN server answers plain Binding requests too). */
+static void
+start_punch(FerryConnection *c)
+{
+  FerryIceConfig cfg;
+  FerryPunchConfig pc = {0};
+  GError *error = NULL;
+
+  if (!opts_ice_config(c->opts, FERRY_ICE_CONTROLLING, c->server_ice, &cfg, NULL)) {
+    ferry_ice_config_clear(&cfg);
+    punch_line(NULL, "punch none", c);
+    return;
+  }
+  for (guint i = 0; i < cfg.stun_servers->len && pc.n_servers < FERRY_PUNCH_MAX_SERVERS; i++) {
+    FerryIceStunServer *st = cfg.stun_servers->pdata[i];
+    pc.server_hosts[pc.n_servers] = st->host;
+    pc.server_ports[pc.n_servers++] = st->port;
+  }
+  for (guint i = 0; i < cfg.turn_servers->len && pc.n_servers < FERRY_PUNCH_MAX_SERVERS; i++) {
+    FerryIceTurnServer *tu = cfg.turn_servers->pdata[i];
+    if (tu->transport != FERRY_ICE_TRANSPORT_UDP)
+      continue;
+    pc.server_hosts[pc.n_servers] = tu->host;
+    pc.server_ports[pc.n_servers++] = tu->port;
+  }
+  pc.sender = c->sender;
+  pc.ctx = c->ctx;
+  if (pc.n_servers >= 2 && ferry_peer_link_derive_key(c->link, PUNCH_LABEL, pc.key)) {
+    c->punch = ferry_punch_new(&pc, &punch_handlers, c, &error);
+    if (c->punch == NULL) {
+      g_debug("no hole punching: %s", error->message);
+      g_error_free(error);
+    }
+  }
+  sodium_memzero(pc.key, sizeof pc.key);
+  ferry_ice_config_clear(&cfg);
+  /* Without a punch of ours, say so: the peer need not wait for us. */
+  if (c->punch == NULL)
+    punch_line(NULL, "punch none", c);
 }
 
 /* ---- the link: PAKE, then sealed ICE messages --------------------------- */
@@ -1322,6 +1495,12 @@ on_link_ready(FerryPeerLink *link, gpointer user_data)
   }
   c->ice_round = 1;
   start_ice(c);
+  if (c->state != CONN_ICE)
+    return;
+  if (c->opts->force_relay)
+    punch_line(NULL, "punch none", c);
+  else
+    start_punch(c);
 }
 
 /* Makes the agent of the current round, sends our credentials and starts
@@ -1423,6 +1602,14 @@ on_link_secret(FerryPeerLink *link, const char *text, gsize len, gpointer user_d
   if (++c->n_secrets > MAX_SECRET_LINES) {
     conn_fail(c, FERRY_ERR_TOO_LONG, "the other side sent over %d ICE messages; giving up",
               MAX_SECRET_LINES);
+    return;
+  }
+  if (g_str_has_prefix(text, "punch ")) {
+    GError *error = NULL;
+    if (c->punch != NULL && !ferry_punch_set_peer(c->punch, text, &error)) {
+      conn_fail(c, FERRY_ERR_INVALID, "the other side sent a bad ICE message: %s", error->message);
+      g_error_free(error);
+    }
     return;
   }
   /* Lines of round 2 ("creds2", "cand2", "end2"): the other side's round
