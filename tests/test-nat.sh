@@ -94,6 +94,9 @@ pair port-restricted symmetric direct 7
 ok_if "port-restricted × symmetric: the path was made by birthday punching" \
   grep -q '"path":"direct: punched ' "$TAP_TMP/pair7.recv.out"
 PAIR_FLAGS=--force-relay pair port-restricted symmetric relay 8
+# without TURN (--no-relay) ICE finds nothing here; the punch, with the two
+# STUN ports of ferry serve for the mapping test, still does
+PAIR_FLAGS=--no-relay pair symmetric port-restricted direct 9
 # site 1 lets only TCP to port 443 out (the probe above), so its relay is TURN over TCP
 ok_if "udp-blocked × none: the udp-blocked sender's path is its TURN relay" \
   grep -q '"path":"relayed via turn:100.64.0.253:443: relay ' "$TAP_TMP/pair4.send.out"

@@ -8,7 +8,9 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
+import struct
 import sys
 import time
 import urllib.error
@@ -103,13 +105,30 @@ async def expect_error(ws, code, name):
     return m
 
 
+def stun_answers(port):
+    """A Binding request (RFC 8489, no attributes) to 127.0.0.1:port gets
+    a Binding success response with our transaction ID."""
+    txid = os.urandom(12)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(2)
+        s.sendto(struct.pack("!HHI", 0x0001, 0, 0x2112A442) + txid, ("127.0.0.1", port))
+        try:
+            data = s.recv(512)
+        except OSError:
+            return False
+    return len(data) >= 20 and struct.unpack("!H", data[:2])[0] == 0x0101 and data[8:20] == txid
+
+
 async def test_round_trip(srv):
     s = await connect(srv)
     c = await claim(s)
     check("claim gives nameplate 1 and peer s", c["type"] == "claimed" and c["nameplate"] == "1"
           and c["peer"] == "s", repr(c))
-    check("claim hands out the STUN responder",
-          any(u.startswith("stun:127.0.0.1:") for srv_ in c["ice_servers"] for u in srv_["urls"]), repr(c))
+    stun = [u for srv_ in c["ice_servers"] for u in srv_["urls"] if u.startswith("stun:127.0.0.1:")]
+    check("claim hands out the STUN responder on two ports (NAT mapping tests)",
+          len(stun) == 2 and len(set(stun)) == 2, repr(c))
+    for u in stun:
+        check("the STUN responder answers a Binding request on " + u, stun_answers(int(u.rsplit(":", 1)[1])))
     r = await connect(srv)
     j = await join(r, "1")
     check("join answers joined as r1 with its own resume token",

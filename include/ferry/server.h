@@ -64,6 +64,9 @@ FERRY_API FerryServer *ferry_server_new(const FerryServerConfig *cfg, GError **e
 FERRY_API guint ferry_server_get_port(FerryServer *server);
 /* The STUN responder's UDP port, 0 if off. */
 FERRY_API guint ferry_server_get_stun_port(FerryServer *server);
+/* Its second UDP port (the first + 1, or any free one with port 0), 0 if
+ * off or taken: clients ask both to tell their NAT's mapping behaviour. */
+FERRY_API guint ferry_server_get_stun_second_port(FerryServer *server);
 
 /* Stops accepting, tells every client the server is going away, and calls
  * done once every connection is closed or drain_timeout has passed. */

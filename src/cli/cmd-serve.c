@@ -130,7 +130,9 @@ cmd_serve(int argc, char **argv)
       {"tls-key", 0, 0, G_OPTION_ARG_FILENAME, &cfg.tls_key, "PEM private key for --tls-cert",
        "FILE"},
       {"stun-port", 0, 0, G_OPTION_ARG_INT, &stun_port,
-       "UDP port of the built-in STUN responder (default 3478, 0: any free port)", "PORT"},
+       "UDP port of the built-in STUN responder (default 3478, 0: any free port); it answers on "
+       "PORT+1 too, for NAT mapping tests",
+       "PORT"},
       {"no-stun", 0, 0, G_OPTION_ARG_NONE, &no_stun, "Do not run the STUN responder", NULL},
       {"turn-server", 0, 0, G_OPTION_ARG_STRING_ARRAY, &cfg.turn_servers,
        "TURN server for peers, repeatable: turn:HOST[:PORT][?transport=tcp] or turns:HOST[:PORT]",
@@ -296,7 +298,10 @@ cmd_serve(int argc, char **argv)
   printf("ferry serve: listening on %s://%s (port %u): WebSocket /v1, /health, /metrics\n",
          cfg.tls_cert ? "https" : "http", cfg.listen ? cfg.listen : "0.0.0.0:8080",
          ferry_server_get_port(st.server));
-  if (ferry_server_get_stun_port(st.server) != 0)
+  if (ferry_server_get_stun_second_port(st.server) != 0)
+    printf("ferry serve: STUN on udp ports %u and %u\n", ferry_server_get_stun_port(st.server),
+           ferry_server_get_stun_second_port(st.server));
+  else if (ferry_server_get_stun_port(st.server) != 0)
     printf("ferry serve: STUN on udp port %u\n", ferry_server_get_stun_port(st.server));
   printf("ferry serve: store %s\n", cfg.store ? cfg.store : "memory");
   if ((cfg.relay_secret != NULL && *cfg.relay_secret != '\0') || cfg.relay_anonymous)

@@ -1440,8 +1440,9 @@ punch_over(FerryPunch *p, const char *why, gpointer user_data)
 static const FerryPunchHandlers punch_handlers = {punch_line, punch_ready, punch_datagram,
                                                   punch_over};
 
-/* The servers of the mapping test: every STUN server, and the TURN servers
- * reached over UDP (a TURN server answers plain Binding requests too). */
+/* The servers of the mapping test: every STUN server (ferry serve answers
+ * on two ports), and the TURN servers reached over UDP (a TURN server
+ * answers plain Binding requests too). */
 static void
 start_punch(FerryConnection *c)
 {
@@ -1461,8 +1462,8 @@ start_punch(FerryConnection *c)
   }
   for (guint i = 0; i < cfg.turn_servers->len && pc.n_servers < FERRY_PUNCH_MAX_SERVERS; i++) {
     FerryIceTurnServer *tu = cfg.turn_servers->pdata[i];
-    if (tu->transport != FERRY_ICE_TRANSPORT_UDP)
-      continue;
+    if (tu->transport != FERRY_ICE_TRANSPORT_UDP || c->opts->no_relay)
+      continue; /* --no-relay: not a packet to a TURN server */
     pc.server_hosts[pc.n_servers] = tu->host;
     pc.server_ports[pc.n_servers++] = tu->port;
   }

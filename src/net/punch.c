@@ -1,4 +1,5 @@
 /* Birthday punching: see punch.h and docs/protocol.md §7.4. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <glib-unix.h>
@@ -246,8 +247,15 @@ choose_servers(FerryPunch *p)
     if (p->resolved[i] && !same_addr(&p->servers[i], &p->servers[p->a]))
       p->b = (int)i;
   p->phase_us = g_get_monotonic_time();
-  if (p->b < 0)
+  if (p->b < 0) {
     mapping_done(p, FERRY_PUNCH_MAPPING_UNKNOWN);
+    return;
+  }
+  char x[INET_ADDRSTRLEN], y[INET_ADDRSTRLEN];
+  inet_ntop(AF_INET, &p->servers[p->a].sin_addr, x, sizeof x);
+  inet_ntop(AF_INET, &p->servers[p->b].sin_addr, y, sizeof y);
+  g_debug("punch: mapping test with %s:%u and %s:%u", x, ntohs(p->servers[p->a].sin_port), y,
+          ntohs(p->servers[p->b].sin_port));
 }
 
 static void

@@ -134,6 +134,10 @@ struct _FerryServer {
   guint port;
   FerryStunServer *stun;
   guint stun_port_value;
+  /* The same responder on a second port: a client asking both learns
+   * whether its NAT maps each destination anew (docs/protocol.md §7.4). */
+  FerryStunServer *stun2;
+  guint stun2_port_value;
   FerryTurnConfig *turn;
   FerryRelayHub *relay; /* HTTP relay at /r/NAME */
   gboolean relays_idle; /* draining: no relay is in progress any more */
@@ -1284,6 +1288,12 @@ ice_servers_json(Conn *c)
                                 s->stun_port_value);
     json_array_add_string_element(urls, url);
     g_free(url);
+    if (s->stun2 != NULL) {
+      url = g_strdup_printf("stun:%s%s%s:%u", v6 ? "[" : "", c->host, v6 ? "]" : "",
+                            s->stun2_port_value);
+      json_array_add_string_element(urls, url);
+      g_free(url);
+    }
     json_object_set_array_member(o, "urls", urls);
     json_array_add_object_element(arr, o);
   }
@@ -1457,9 +1467,26 @@ ferry_server_new(const FerryServerConfig *cfg, GError **error)
       g_prefix_error(error, "STUN responder (--stun-port %d, -1 turns it off): ", s->cfg.stun_port);
       goto fail;
     }
-    g_free((char *)host);
     s->stun_port_value = ferry_stun_server_get_port(s->stun);
     ferry_metrics_set_stun(&s->metrics, s->stun);
+    /* The second port is a help, not a must: taken, the server runs
+     * without it and clients just cannot punch through symmetric NATs
+     * unless a TURN server gives them a second address to ask. */
+    if (s->stun_port_value < 65535) {
+      GError *e2 = NULL;
+      guint16 p2 = s->cfg.stun_port == 0 ? 0 : (guint16)(s->stun_port_value + 1);
+      s->stun2 = ferry_stun_server_new(g_main_context_get_thread_default());
+      if (ferry_stun_server_listen(s->stun2, any ? NULL : host, p2, &e2)) {
+        s->stun2_port_value = ferry_stun_server_get_port(s->stun2);
+      } else {
+        g_warning("no second STUN port (%u): %s; clients behind endpoint-dependent NATs will "
+                  "need the relay unless a TURN server is configured",
+                  p2, e2->message);
+        g_clear_error(&e2);
+        g_clear_pointer(&s->stun2, ferry_stun_server_free);
+      }
+    }
+    g_free((char *)host);
   }
   s->sweep_id = g_timeout_add(SWEEP_INTERVAL_MS, sweep, s);
   return s;
@@ -1479,6 +1506,12 @@ guint
 ferry_server_get_stun_port(FerryServer *server)
 {
   return server->stun_port_value;
+}
+
+guint
+ferry_server_get_stun_second_port(FerryServer *server)
+{
+  return server->stun2_port_value;
 }
 
 static gboolean
@@ -1567,6 +1600,7 @@ ferry_server_free(FerryServer *s)
   g_hash_table_destroy(s->ips);
   ferry_store_free(s->store);
   ferry_stun_server_free(s->stun);
+  ferry_stun_server_free(s->stun2);
   ferry_turn_config_free(s->turn);
   ferry_metrics_clear(&s->metrics);
   g_free(s->cfg.listen);
