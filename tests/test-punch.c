@@ -510,6 +510,44 @@ test_spray_receiver(void)
   ferry_stun_server_free(s2);
 }
 
+/* Both EIM at different addresses: the punch probes the peer's announced
+ * mapping from its one socket (here the peer is a socket of this test on
+ * 127.0.0.2), and the peer's ack makes the path. */
+static void
+test_eim_eim(void)
+{
+  guint16 p1, p2;
+  FerryStunServer *s1 = stun_on_loopback(&p1), *s2 = stun_on_loopback(&p2);
+  struct sockaddr_in peer = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000002)}, from;
+  socklen_t sl = sizeof peer;
+  char line[FERRY_PUNCH_LINE_MAX];
+  Many many;
+  Run r;
+
+  many_open(&many, 1);
+  close(many.fds[0]);
+  many.fds[0] = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+  g_assert_cmpint(bind(many.fds[0], (struct sockaddr *)&peer, sizeof peer), ==, 0);
+  g_assert_cmpint(getsockname(many.fds[0], (struct sockaddr *)&peer, &sl), ==, 0);
+  ferry_punch_line_write(line, FERRY_PUNCH_MAPPING_EIM, &peer);
+
+  run_init(&r);
+  r.p = punch_new(&r, TRUE, "127.0.0.1", p1, "127.0.0.1", p2);
+  spin_until(has_line, &r);
+  g_assert_true(g_str_has_prefix(r.line, "punch eim 127.0.0.1:"));
+  g_assert_true(ferry_punch_set_peer(r.p, line, NULL));
+  g_assert_cmpint(many_wait(&many, &r, FERRY_PUNCH_PACKET_PROBE, TRUE, &from), ==, 0);
+  send_packet(many.fds[0], &from, TRUE, FALSE, key);
+  spin_until(has_fd, &r);
+  g_assert_cmpint(r.fd, >=, 0);
+  g_assert_true(r.peer.sin_addr.s_addr == peer.sin_addr.s_addr && r.peer.sin_port == peer.sin_port);
+  g_assert_cmpuint(ferry_punch_get_sent(r.p), >=, 1);
+  run_clear(&r);
+  many_close(&many);
+  ferry_stun_server_free(s1);
+  ferry_stun_server_free(s2);
+}
+
 /* A sender nobody answers gives up after send_ms with a reason. */
 static void
 test_no_reply(void)
@@ -542,5 +580,6 @@ main(int argc, char **argv)
   g_test_add_func("/net/punch/spray/sender", test_spray_sender);
   g_test_add_func("/net/punch/spray/receiver", test_spray_receiver);
   g_test_add_func("/net/punch/spray/no-reply", test_no_reply);
+  g_test_add_func("/net/punch/eim-eim", test_eim_eim);
   return g_test_run();
 }

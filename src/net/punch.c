@@ -335,19 +335,25 @@ static gboolean
 start_punch(FerryPunch *p)
 {
   GError *error = NULL;
-  gboolean fits = (p->mine == FERRY_PUNCH_MAPPING_EDM && p->peers == FERRY_PUNCH_MAPPING_EIM) ||
-                  (p->mine == FERRY_PUNCH_MAPPING_EIM && p->peers == FERRY_PUNCH_MAPPING_EDM);
-  if (!fits) {
+  gboolean edm_eim = p->mine == FERRY_PUNCH_MAPPING_EDM && p->peers == FERRY_PUNCH_MAPPING_EIM;
+  gboolean eim_edm = p->mine == FERRY_PUNCH_MAPPING_EIM && p->peers == FERRY_PUNCH_MAPPING_EDM;
+  /* Both EIM: each knows the other's mapping, and one probe each way opens
+   * both filters (ICE does the same with server-reflexive candidates, but
+   * libnice nominates only once its other checks are over, ~2 s later).
+   * Not behind one address: there ICE's host pair is the better path. */
+  gboolean eim_eim = p->mine == FERRY_PUNCH_MAPPING_EIM && p->peers == FERRY_PUNCH_MAPPING_EIM &&
+                     p->my_addr.sin_addr.s_addr != p->peer_addr.sin_addr.s_addr;
+  if (!edm_eim && !eim_edm && !eim_eim) {
     give_up(p, FALSE,
-            "nothing to punch: it needs one side behind an endpoint-dependent NAT and "
-            "the other behind an endpoint-independent one");
+            "nothing to punch: both sides behind one address, a mapping not known, or both "
+            "endpoint-dependent");
     return FALSE;
   }
-  p->many = p->mine == FERRY_PUNCH_MAPPING_EDM;
+  p->many = !eim_edm; /* probing the peer's mapping, from 256 sockets or from one */
   p->phase = PHASE_ACTIVE;
   p->phase_us = g_get_monotonic_time();
   if (p->many) {
-    while (p->socks->len < p->n_sockets && sock_open(p, &error) != NULL)
+    while (edm_eim && p->socks->len < p->n_sockets && sock_open(p, &error) != NULL)
       ;
     if (error != NULL) {
       g_debug("punch: %u sockets: %s", p->socks->len, error->message);

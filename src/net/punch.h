@@ -7,8 +7,10 @@
  * and port from both means endpoint-independent (EIM), the same address
  * with different ports endpoint-dependent (EDM). It tells the peer with a
  * sealed "punch" line (the line handler), and feeds the peer's line in
- * with ferry_punch_set_peer(). Only when one side is EDM and the other EIM
- * does anything more happen:
+ * with ferry_punch_set_peer(). When both are EIM at different addresses,
+ * each probes the other's mapping from that one socket (plain hole
+ * punching, quicker than libnice's nomination). When one side is EDM and
+ * the other EIM:
  *
  *   - the EDM side opens many sockets (256) and sends tagged probes from
  *     each to the peer's known mapping: each socket gets its own outside
