@@ -88,7 +88,7 @@ typedef struct _FerryListener FerryListener;
 
 typedef struct {
   gboolean relayed;           /* a TURN server carries the data */
-  char local_type[8];         /* "host", "srflx", "prflx", "relay" */
+  char local_type[8];         /* "host", "srflx", "prflx", "relay", or "punched" (protocol §7.4) */
   char remote_type[8];        /* the same, for the peer's candidate */
   char local_address[64];     /* "192.0.2.2:50123", "[2001:db8::1]:4000" */
   char remote_address[64];    /* where our packets go */
