@@ -6,6 +6,10 @@
 # best of RUNS (3) runs, as MB/s of the downloading curl; each download's
 # size is checked. Also printed: the relay/nginx ratio (target >= 0.8) and
 # ferry serve's peak RSS (VmHWM, target <= 64 MiB) after all runs.
+# CPU: each process's user+system seconds per GiB (median of the runs) —
+# nginx and its curl; the uploading curl, ferry serve and the downloading
+# curl — and from them the most the relay could move with every CPU busy
+# (CPUs / its core-seconds per GiB), beside the nginx rate of the same run.
 # nginx comes from scripts/install-bench-deps.sh; it runs from its own
 # nginx.conf in a temporary folder and is stopped on exit.
 set -euo pipefail
@@ -93,25 +97,56 @@ mbps() { # size_download time_total
   awk -v n="$1" -v t="$2" -v want="$big_bytes" 'BEGIN { if (n != want || t <= 0) print ""; else printf "%.0f", n / t / 1e6 }'
 }
 
+# CPU seconds (user + system, clock ticks) a process has used so far.
+cpu_ticks() {
+  awk '{print $14 + $15}' "/proc/$1/stat"
+}
+hz=$(getconf CLK_TCK)
+# per_gib SECONDS: SECONDS spent on one run, as core-seconds per GiB moved.
+per_gib() { # seconds
+  awk -v s="$1" -v b="$big_bytes" 'BEGIN { printf "%.3f", s * 1073741824 / b }'
+}
+# A command's user+system seconds, from /usr/bin/time's "%U %S" in FILE.
+time_secs() {
+  awk 'END { print $1 + $2 }' "$1"
+}
+nginx_worker() {
+  pgrep -P "$(cat "$tmp/nginx/nginx.pid")" | head -1
+}
+# (the run functions run in $(…): their CPU figures go to files $tmp/cpu.*)
+
 run_nginx() {
-  local out
-  out=$(curl -sS -o /dev/null -w '%{size_download} %{time_total}' "http://127.0.0.1:$nginx_port/big")
+  local out w a b
+  w=$(nginx_worker)
+  a=$(cpu_ticks "$w")
+  out=$(/usr/bin/time -f '%U %S' -o "$tmp/t.down" curl -sS -o /dev/null \
+    -w '%{size_download} %{time_total}' "http://127.0.0.1:$nginx_port/big")
+  b=$(cpu_ticks "$w")
+  echo "$(per_gib "$(awk -v t=$((b - a)) -v hz="$hz" 'BEGIN { print t / hz }')")" >>"$tmp/cpu.ng"
+  echo "$(per_gib "$(time_secs "$tmp/t.down")")" >>"$tmp/cpu.ngc"
   mbps $out
 }
 
 # The upload starts first and waits; the clock is the downloader's.
 run_relay() {
-  local out up
-  curl -sS -T "$tmp/big" -H "Authorization: Bearer $secret" -o /dev/null \
-    "http://127.0.0.1:$relay_port/r/big" &
+  local out up a b
+  a=$(cpu_ticks "$serve_pid")
+  /usr/bin/time -f '%U %S' -o "$tmp/t.up" curl -sS -T "$tmp/big" \
+    -H "Authorization: Bearer $secret" -o /dev/null "http://127.0.0.1:$relay_port/r/big" &
   up=$!
   sleep 0.3
-  out=$(curl -sS -o /dev/null -w '%{size_download} %{time_total}' "http://127.0.0.1:$relay_port/r/big")
+  out=$(/usr/bin/time -f '%U %S' -o "$tmp/t.down" curl -sS -o /dev/null \
+    -w '%{size_download} %{time_total}' "http://127.0.0.1:$relay_port/r/big")
   wait $up || true
+  b=$(cpu_ticks "$serve_pid")
+  echo "$(per_gib "$(awk -v t=$((b - a)) -v hz="$hz" 'BEGIN { print t / hz }')")" >>"$tmp/cpu.sv"
+  echo "$(per_gib "$(time_secs "$tmp/t.up")")" >>"$tmp/cpu.up"
+  echo "$(per_gib "$(time_secs "$tmp/t.down")")" >>"$tmp/cpu.dn"
   mbps $out
 }
 
 best() { sort -n | tail -1; }
+median() { sort -n | awk '{ v[NR] = $1 } END { if (NR) print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 nginx_all=()
 relay_all=()
 for i in $(seq "$runs"); do
@@ -130,5 +165,20 @@ if [ -n "$nb" ] && [ -n "$rb" ]; then
   ratio=$(awk -v a="$rb" -v b="$nb" 'BEGIN { printf "%.2f", a / b }')
   met=$(awk -v r="$ratio" 'BEGIN { print (r >= 0.8) ? "met" : "MISSED" }')
   echo "  relay / nginx: ${ratio}x (target >= 0.8: $met)"
+fi
+m_ng=$(median <"$tmp/cpu.ng")
+m_ngc=$(median <"$tmp/cpu.ngc")
+m_up=$(median <"$tmp/cpu.up")
+m_sv=$(median <"$tmp/cpu.sv")
+m_dn=$(median <"$tmp/cpu.dn")
+echo "  CPU, core-seconds per GiB (median of $runs):"
+printf '    nginx %s + its curl %s = %s\n' "$m_ng" "$m_ngc" "$(awk -v a="$m_ng" -v b="$m_ngc" 'BEGIN { printf "%.3f", a + b }')"
+printf '    uploading curl %s + ferry serve %s + downloading curl %s = %s\n' "$m_up" "$m_sv" "$m_dn" \
+  "$(awk -v a="$m_up" -v b="$m_sv" -v c="$m_dn" 'BEGIN { printf "%.3f", a + b + c }')"
+if [ -n "$nb" ]; then
+  awk -v a="$m_up" -v b="$m_sv" -v c="$m_dn" -v n="$(nproc)" -v nb="$nb" 'BEGIN {
+    t = a + b + c; u = a + c
+    printf "    with all %d CPUs busy the relay moves at most %.0f MB/s (%.2fx nginx); with a ferry serve\n", n, n / t * 1073.741824, n / t * 1073.741824 / nb
+    printf "    that cost nothing, the two curls alone allow %.0f MB/s (%.2fx nginx)\n", n / u * 1073.741824, n / u * 1073.741824 / nb }'
 fi
 echo "  ferry serve peak RSS (VmHWM): $((hwm / 1024)) MiB (target <= 64: $([ "$hwm" -le 65536 ] && echo met || echo MISSED))"
