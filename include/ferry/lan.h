@@ -88,9 +88,10 @@ FERRY_API void ferry_lan_lookup_async(const char *code, guint timeout_ms, GCance
  *   G_IO_ERROR_CANCELLED  cancelled. */
 FERRY_API GPtrArray *ferry_lan_lookup_finish(GAsyncResult *result, GError **error);
 
-/* As ferry_lan_lookup_async(), but ends grace_ms after the first answer
- * (ferry_lan_lookup_async() waits 300 ms for other senders with the same
- * number) and, with server_url, takes only senders whose code is on that
+/* As ferry_lan_lookup_async(), but ends at most grace_ms after the first
+ * answer (ferry_lan_lookup_async(): 300 ms) — as long again as that answer
+ * took, 30 ms at least, since other senders with the same number answer
+ * about as fast — and, with server_url, takes only senders whose code is on that
  * server too: for racing the LAN against a server. Finish with
  * ferry_lan_lookup_finish(). */
 FERRY_API void ferry_lan_lookup_full_async(const char *code, guint timeout_ms, guint grace_ms,

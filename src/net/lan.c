@@ -23,9 +23,10 @@
 #define ANNOUNCE_INTERVAL_MS 1000
 #define QUERY_INTERVAL_MS    500
 #define GRACE_MS             300 /* after the first answer, for others with the same number */
-#define ANSWER_RATE          20  /* answers per second at most, and the burst */
-#define READ_BURST           32  /* datagrams read per wake-up */
-#define MAX_FOUND            32  /* addresses of senders remembered per lookup */
+#define GRACE_MIN_MS         30 /* … but no longer than that answer took, nor shorter than this */
+#define ANSWER_RATE          20 /* answers per second at most, and the burst */
+#define READ_BURST           32 /* datagrams read per wake-up */
+#define MAX_FOUND            32 /* addresses of senders remembered per lookup */
 #define LAN_NAMEPLATE_MAX    999
 
 /* The tag of a `ferry serve` URL in answers: the first 8 bytes
@@ -406,10 +407,11 @@ typedef struct {
   GHashTable *joined[2];
   GSource *watch[4];
   GSource *query_timer, *deadline, *grace, *cancelled;
-  guint grace_ms; /* how long to wait for others after the first answer */
-  guint64 tag;    /* only answers with this server tag; 0: any */
-  GArray *found;  /* Found */
-  guint senders;  /* distinct instances in found */
+  guint grace_ms;  /* how long to wait for others after the first answer */
+  gint64 asked_us; /* when the first query went out */
+  guint64 tag;     /* only answers with this server tag; 0: any */
+  GArray *found;   /* Found */
+  guint senders;   /* distinct instances in found */
 } Lookup;
 
 void
@@ -562,8 +564,16 @@ lookup_datagram(gpointer owner, GSocket *s, GSocketAddress *from, const FerryLan
     l->senders++;
   Found f = {d->instance, order, rank, url, d->server_nameplate};
   g_array_append_val(l->found, f);
-  if (l->grace == NULL)
-    l->grace = add_timeout(l->context, l->grace_ms, on_deadline, l);
+  /* Others with the same number answer about as fast as the first did:
+   * on a LAN within milliseconds, across a long link in about its round
+   * trip. Waiting as long again as the first answer took (30 ms at least,
+   * grace_ms at most) hears them without holding every lookup for the
+   * full grace. */
+  if (l->grace == NULL) {
+    gint64 took_ms = (g_get_monotonic_time() - l->asked_us) / 1000;
+    guint wait = (guint)MIN((gint64)l->grace_ms, MAX(took_ms, GRACE_MIN_MS));
+    l->grace = add_timeout(l->context, wait, on_deadline, l);
+  }
 }
 
 void
@@ -624,6 +634,7 @@ ferry_lan_lookup_full_async(const char *code, guint timeout_ms, guint grace_ms,
     g_source_set_callback(l->cancelled, (GSourceFunc)(GCallback)on_cancelled, l, NULL);
     g_source_attach(l->cancelled, l->context);
   }
+  l->asked_us = g_get_monotonic_time();
   send_query(l);
   l->query_timer = add_timeout(l->context, QUERY_INTERVAL_MS, send_query, l);
   l->deadline = add_timeout(l->context, MAX(timeout_ms, 1), on_deadline, l);
