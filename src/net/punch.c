@@ -5,6 +5,7 @@
 #include <glib-unix.h>
 #include <sodium.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -20,6 +21,7 @@
 #define PORT_LOW        1024
 #define DEFAULT_MAP_MS  2000
 #define DEFAULT_PEER_MS 3000
+#define FD_SPARE        128 /* descriptors left for everything else */
 
 /* When the mapping test asks again (ms after it started) and when the EDM
  * side's sockets probe again (ms after the punch started): quick at first,
@@ -329,6 +331,39 @@ stun_answer(FerryPunch *p, const guint8 *data, gsize len)
 
 /* ---- punching ----------------------------------------------------------- */
 
+/* How many more sockets this process may open and still keep FD_SPARE
+ * descriptors for everything else (files being sent, other receivers'
+ * connections). The soft limit is raised to the hard one first if that
+ * is needed: 256 sockets do not fit under the usual 1024 with a busy
+ * sender. */
+static guint
+fd_room(guint want)
+{
+  struct rlimit rl;
+  guint open_now = 0;
+  GDir *d = g_dir_open("/proc/self/fd", 0, NULL);
+
+  if (d == NULL || getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+    if (d != NULL)
+      g_dir_close(d);
+    return want;
+  }
+  while (g_dir_read_name(d) != NULL)
+    open_now++;
+  g_dir_close(d);
+  if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < open_now + want + FD_SPARE &&
+      rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    getrlimit(RLIMIT_NOFILE, &rl);
+  }
+  if (rl.rlim_cur == RLIM_INFINITY)
+    return want;
+  if (rl.rlim_cur <= open_now + FD_SPARE)
+    return 0;
+  return (guint)MIN((rlim_t)want, rl.rlim_cur - open_now - FD_SPARE);
+}
+
 /* Returns FALSE when there is nothing to punch (the over handler ran and
  * may have freed p). */
 static gboolean
@@ -353,7 +388,8 @@ start_punch(FerryPunch *p)
   p->phase = PHASE_ACTIVE;
   p->phase_us = g_get_monotonic_time();
   if (p->many) {
-    while (edm_eim && p->socks->len < p->n_sockets && sock_open(p, &error) != NULL)
+    guint n = edm_eim ? p->socks->len + fd_room(p->n_sockets - p->socks->len) : 1;
+    while (p->socks->len < n && sock_open(p, &error) != NULL)
       ;
     if (error != NULL) {
       g_debug("punch: %u sockets: %s", p->socks->len, error->message);
