@@ -245,27 +245,58 @@ punch_new(Run *r, gboolean sender, const char *h1, guint16 p1, const char *h2, g
   return p;
 }
 
+/* ferry's STUN responder twice on 127.0.0.1: two servers for the mapping
+ * test, which then finds no NAT (EIM at the socket's own address). */
+typedef struct {
+  FerryStunServer *s1, *s2;
+  guint16 p1, p2;
+} Stun2;
+
+static void
+stun2_start(Stun2 *st)
+{
+  st->s1 = stun_on_loopback(&st->p1);
+  st->s2 = stun_on_loopback(&st->p2);
+}
+
+static void
+stun2_stop(Stun2 *st)
+{
+  ferry_stun_server_free(st->s1);
+  ferry_stun_server_free(st->s2);
+}
+
+/* A punch asking st, once its mapping test has ended (its line is r->line). */
+static void
+run_mapped(Run *r, const Stun2 *st, gboolean sender)
+{
+  run_init(r);
+  r->p = punch_new(r, sender, "127.0.0.1", st->p1, "127.0.0.1", st->p2);
+  spin_until(has_line, r);
+  g_assert_nonnull(r->line);
+}
+
 /* Two servers (ferry's STUN responder twice) see the same 127.0.0.1:PORT:
  * no NAT maps endpoint-independently. The name "localhost" resolves. */
 static void
 test_mapping_eim(void)
 {
-  guint16 p1, p2;
-  FerryStunServer *s1 = stun_on_loopback(&p1), *s2 = stun_on_loopback(&p2);
+  Stun2 st;
   Run r;
   FerryPunchMapping m;
   struct sockaddr_in a;
 
+  stun2_start(&st);
   run_init(&r);
-  r.p = punch_new(&r, TRUE, "127.0.0.1", p1, "localhost", p2);
+  r.p = punch_new(&r, TRUE, "127.0.0.1", st.p1, "localhost", st.p2);
   g_assert_null(r.line); /* never from inside a call */
   spin_until(has_line, &r);
   g_assert_nonnull(r.line);
   g_assert_true(g_str_has_prefix(r.line, "punch eim 127.0.0.1:"));
   g_assert_true(ferry_punch_line_parse(r.line, &m, &a));
   g_assert_cmpint(ferry_punch_get_mapping(r.p), ==, FERRY_PUNCH_MAPPING_EIM);
-  g_assert_cmpuint(ferry_stun_server_get_responses(s1), >=, 1);
-  g_assert_cmpuint(ferry_stun_server_get_responses(s2), >=, 1);
+  g_assert_cmpuint(ferry_stun_server_get_responses(st.s1), >=, 1);
+  g_assert_cmpuint(ferry_stun_server_get_responses(st.s2), >=, 1);
 
   /* the peer is EIM too: nothing to punch, said at once */
   g_assert_true(ferry_punch_set_peer(r.p, "punch eim 127.0.0.1:9", NULL));
@@ -274,8 +305,7 @@ test_mapping_eim(void)
   g_assert_nonnull(strstr(r.over, "nothing to punch"));
   g_assert_null(r.p);
   run_clear(&r);
-  ferry_stun_server_free(s1);
-  ferry_stun_server_free(s2);
+  stun2_stop(&st);
 }
 
 /* One server answers, the other is silent: the mapping is not known after
@@ -403,18 +433,16 @@ has_fd(Run *r)
 static void
 test_spray_sender(void)
 {
-  guint16 p1, p2;
-  FerryStunServer *s1 = stun_on_loopback(&p1), *s2 = stun_on_loopback(&p2);
+  Stun2 st;
   guint8 wrong[FERRY_PUNCH_KEY_LEN] = {7};
   struct sockaddr_in from, mapped;
   FerryPunchMapping m;
   Many many;
   Run r;
 
+  stun2_start(&st);
   many_open(&many, 256);
-  run_init(&r);
-  r.p = punch_new(&r, TRUE, "127.0.0.1", p1, "127.0.0.1", p2);
-  spin_until(has_line, &r);
+  run_mapped(&r, &st, TRUE);
   g_assert_true(ferry_punch_line_parse(r.line, &m, &mapped));
   g_assert_true(ferry_punch_set_peer(r.p, "punch edm 127.0.0.1", NULL));
   int hit = many_wait(&many, &r, FERRY_PUNCH_PACKET_PROBE, TRUE, &from);
@@ -444,8 +472,7 @@ test_spray_sender(void)
 
   run_clear(&r);
   many_close(&many);
-  ferry_stun_server_free(s1);
-  ferry_stun_server_free(s2);
+  stun2_stop(&st);
 }
 
 static gboolean
@@ -461,16 +488,14 @@ has_data(Run *r)
 static void
 test_spray_receiver(void)
 {
-  guint16 p1, p2;
-  FerryStunServer *s1 = stun_on_loopback(&p1), *s2 = stun_on_loopback(&p2);
+  Stun2 st;
   struct sockaddr_in from;
   Many many;
   Run r;
 
+  stun2_start(&st);
   many_open(&many, 256);
-  run_init(&r);
-  r.p = punch_new(&r, FALSE, "127.0.0.1", p1, "127.0.0.1", p2);
-  spin_until(has_line, &r);
+  run_mapped(&r, &st, FALSE);
   g_assert_true(ferry_punch_set_peer(r.p, "punch edm 127.0.0.1", NULL));
   int hit = many_wait(&many, &r, FERRY_PUNCH_PACKET_PROBE, FALSE, &from);
   g_assert_cmpint(hit, >=, 0);
@@ -493,9 +518,7 @@ test_spray_receiver(void)
   run_clear(&r);
 
   /* nobody answers: the receiver stops sending after send_ms but stays */
-  run_init(&r);
-  r.p = punch_new(&r, FALSE, "127.0.0.1", p1, "127.0.0.1", p2);
-  spin_until(has_line, &r);
+  run_mapped(&r, &st, FALSE);
   g_assert_true(ferry_punch_set_peer(r.p, "punch edm 127.0.0.1", NULL));
   gint64 end = g_get_monotonic_time() + 2500 * 1000;
   while (g_get_monotonic_time() < end)
@@ -506,8 +529,7 @@ test_spray_receiver(void)
   run_clear(&r);
 
   many_close(&many);
-  ferry_stun_server_free(s1);
-  ferry_stun_server_free(s2);
+  stun2_stop(&st);
 }
 
 /* Both EIM at different addresses: the punch probes the peer's announced
@@ -516,14 +538,14 @@ test_spray_receiver(void)
 static void
 test_eim_eim(void)
 {
-  guint16 p1, p2;
-  FerryStunServer *s1 = stun_on_loopback(&p1), *s2 = stun_on_loopback(&p2);
+  Stun2 st;
   struct sockaddr_in peer = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000002)}, from;
   socklen_t sl = sizeof peer;
   char line[FERRY_PUNCH_LINE_MAX];
   Many many;
   Run r;
 
+  stun2_start(&st);
   many_open(&many, 1);
   close(many.fds[0]);
   many.fds[0] = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
@@ -531,9 +553,7 @@ test_eim_eim(void)
   g_assert_cmpint(getsockname(many.fds[0], (struct sockaddr *)&peer, &sl), ==, 0);
   ferry_punch_line_write(line, FERRY_PUNCH_MAPPING_EIM, &peer);
 
-  run_init(&r);
-  r.p = punch_new(&r, TRUE, "127.0.0.1", p1, "127.0.0.1", p2);
-  spin_until(has_line, &r);
+  run_mapped(&r, &st, TRUE);
   g_assert_true(g_str_has_prefix(r.line, "punch eim 127.0.0.1:"));
   g_assert_true(ferry_punch_set_peer(r.p, line, NULL));
   g_assert_cmpint(many_wait(&many, &r, FERRY_PUNCH_PACKET_PROBE, TRUE, &from), ==, 0);
@@ -544,29 +564,25 @@ test_eim_eim(void)
   g_assert_cmpuint(ferry_punch_get_sent(r.p), >=, 1);
   run_clear(&r);
   many_close(&many);
-  ferry_stun_server_free(s1);
-  ferry_stun_server_free(s2);
+  stun2_stop(&st);
 }
 
 /* A sender nobody answers gives up after send_ms with a reason. */
 static void
 test_no_reply(void)
 {
-  guint16 p1, p2;
-  FerryStunServer *s1 = stun_on_loopback(&p1), *s2 = stun_on_loopback(&p2);
+  Stun2 st;
   Run r;
 
-  run_init(&r);
-  r.p = punch_new(&r, TRUE, "127.0.0.1", p1, "127.0.0.1", p2);
-  spin_until(has_line, &r);
+  stun2_start(&st);
+  run_mapped(&r, &st, TRUE);
   g_assert_true(ferry_punch_set_peer(r.p, "punch edm 127.0.0.1", NULL));
   spin_until(has_over, &r);
   g_assert_nonnull(r.over);
   g_assert_cmpstr(r.over, ==, "no reply within 1.5 s");
   g_assert_cmpint(r.fd, <, 0);
   run_clear(&r);
-  ferry_stun_server_free(s1);
-  ferry_stun_server_free(s2);
+  stun2_stop(&st);
 }
 
 int

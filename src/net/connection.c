@@ -1452,7 +1452,6 @@ start_punch(FerryConnection *c)
 
   if (!opts_ice_config(c->opts, FERRY_ICE_CONTROLLING, c->server_ice, &cfg, NULL)) {
     ferry_ice_config_clear(&cfg);
-    punch_line(NULL, "punch none", c);
     return;
   }
   for (guint i = 0; i < cfg.stun_servers->len && pc.n_servers < FERRY_PUNCH_MAX_SERVERS; i++) {
@@ -1478,9 +1477,6 @@ start_punch(FerryConnection *c)
   }
   sodium_memzero(pc.key, sizeof pc.key);
   ferry_ice_config_clear(&cfg);
-  /* Without a punch of ours, say so: the peer need not wait for us. */
-  if (c->punch == NULL)
-    punch_line(NULL, "punch none", c);
 }
 
 /* ---- the link: PAKE, then sealed ICE messages --------------------------- */
@@ -1498,10 +1494,11 @@ on_link_ready(FerryPeerLink *link, gpointer user_data)
   start_ice(c);
   if (c->state != CONN_ICE)
     return;
-  if (c->opts->force_relay)
-    punch_line(NULL, "punch none", c);
-  else
+  if (!c->opts->force_relay)
     start_punch(c);
+  /* Without a punch of ours, say so: the peer need not wait for us. */
+  if (c->punch == NULL)
+    punch_line(NULL, "punch none", c);
 }
 
 /* Makes the agent of the current round, sends our credentials and starts

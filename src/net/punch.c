@@ -65,7 +65,6 @@ struct _FerryPunch {
   GPtrArray *lookups; /* Lookup* under way */
   gboolean chosen;
   guint n_hosts;
-  char *hosts[FERRY_PUNCH_MAX_SERVERS];
   guint16 ports[FERRY_PUNCH_MAX_SERVERS];
   struct sockaddr_in servers[FERRY_PUNCH_MAX_SERVERS];
   gboolean resolved[FERRY_PUNCH_MAX_SERVERS];
@@ -73,12 +72,13 @@ struct _FerryPunch {
   guint8 txid[2][FERRY_STUN_TXID_SIZE];
   gboolean answered[2];
   struct sockaddr_in mapped[2];
-  guint stun_sent;
+  guint stun_round; /* rounds asked so far: the next is due at stun_times[stun_round] */
+  guint stun_sent;  /* datagrams the kernel took, for the log */
 
   FerryPunchMapping mine, peers;
   struct sockaddr_in my_addr, peer_addr;
   gboolean have_peer;
-  gboolean many; /* we are the EDM side: many sockets, one target */
+  gboolean many; /* probing the peer's mapping (from 256 sockets, or from one if both EIM) */
 
   GPtrArray *socks; /* Sock*; [0] is the mapping test's socket */
   GSource *tick;
@@ -437,10 +437,12 @@ on_tick(gpointer data)
       mapping_done(p, FERRY_PUNCH_MAPPING_UNKNOWN);
       return G_SOURCE_CONTINUE;
     }
-    if (p->b >= 0 && p->stun_sent < G_N_ELEMENTS(stun_times) * 2) {
-      guint round = p->stun_sent / 2;
-      if (round < G_N_ELEMENTS(stun_times) && elapsed_ms(p->phase_us) >= stun_times[round])
-        stun_ask(p);
+    /* One round at each of stun_times, whether or not the kernel took it
+     * (an unreachable server must not turn this into a send every tick). */
+    if (p->b >= 0 && p->stun_round < G_N_ELEMENTS(stun_times) &&
+        elapsed_ms(p->phase_us) >= stun_times[p->stun_round]) {
+      p->stun_round++;
+      stun_ask(p);
     }
     return G_SOURCE_CONTINUE;
   case PHASE_WAIT_PEER:

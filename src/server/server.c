@@ -1284,13 +1284,10 @@ ice_servers_json(Conn *c)
     JsonObject *o = json_object_new();
     JsonArray *urls = json_array_new();
     gboolean v6 = strchr(c->host, ':') != NULL;
-    char *url = g_strdup_printf("stun:%s%s%s:%u", v6 ? "[" : "", c->host, v6 ? "]" : "",
-                                s->stun_port_value);
-    json_array_add_string_element(urls, url);
-    g_free(url);
-    if (s->stun2 != NULL) {
-      url = g_strdup_printf("stun:%s%s%s:%u", v6 ? "[" : "", c->host, v6 ? "]" : "",
-                            s->stun2_port_value);
+    guint ports[2] = {s->stun_port_value, s->stun2_port_value}; /* the second: 0 if none */
+    for (guint i = 0; i < G_N_ELEMENTS(ports) && ports[i] != 0; i++) {
+      char *url =
+          g_strdup_printf("stun:%s%s%s:%u", v6 ? "[" : "", c->host, v6 ? "]" : "", ports[i]);
       json_array_add_string_element(urls, url);
       g_free(url);
     }
