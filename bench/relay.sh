@@ -12,6 +12,11 @@
 # (CPUs / its core-seconds per GiB), beside the nginx rate of the same run.
 # nginx comes from scripts/install-bench-deps.sh; it runs from its own
 # nginx.conf in a temporary folder and is stopped on exit.
+# Yardsticks, same curls, same file: bench/ref-relay.c (compiled here with cc)
+# relays one upload to one download doing nothing else — "copy" through a
+# user buffer as ferry serve does, and "splice" without any byte entering user
+# memory. They show what any user-space relay reaches on this machine, so
+# ferry's relay can be judged against them as well as against nginx.
 set -euo pipefail
 export LC_ALL=C
 cd "$(dirname "$0")/.."
@@ -30,6 +35,7 @@ fail() {
 nginx_exe=$(PATH=$PATH:/usr/sbin command -v nginx || true)
 [ -n "$nginx_exe" ] || fail "nginx is not installed: run scripts/install-bench-deps.sh"
 command -v curl >/dev/null || fail "curl is not installed"
+command -v cc >/dev/null || fail "no C compiler (cc) for bench/ref-relay.c"
 
 tmp=$(mktemp -d /dev/shm/ferry-relay-bench-XXXXXX 2>/dev/null || mktemp -d)
 pids=()
@@ -44,6 +50,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
 
 head -c "$big_bytes" /dev/urandom >"$tmp/big"
+cc -O2 -o "$tmp/ref-relay" bench/ref-relay.c || fail "could not compile bench/ref-relay.c"
 
 # A free TCP port on loopback.
 free_port() {
@@ -145,16 +152,39 @@ run_relay() {
   mbps $out
 }
 
+# The yardstick relay in MODE (copy or splice): one upload, one download.
+run_ref() { # mode
+  local out up port rp
+  port=$(free_port)
+  "$tmp/ref-relay" "$port" "$1" >"$tmp/ref.cpu" &
+  rp=$!
+  sleep 0.2 # it listens at once; a probe connection would be taken for the upload
+  /usr/bin/time -f '%U %S' -o "$tmp/t.rup" curl -sS -T "$tmp/big" -o /dev/null "http://127.0.0.1:$port/big" &
+  up=$!
+  sleep 0.3
+  out=$(curl -sS -o /dev/null -w '%{size_download} %{time_total}' "http://127.0.0.1:$port/big")
+  wait $up || true
+  wait "$rp" || true
+  echo "$(per_gib "$(cat "$tmp/ref.cpu")")" >>"$tmp/cpu.ref-$1"
+  mbps $out
+}
+
 best() { sort -n | tail -1; }
 median() { sort -n | awk '{ v[NR] = $1 } END { if (NR) print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 nginx_all=()
 relay_all=()
+copy_all=()
+splice_all=()
 for i in $(seq "$runs"); do
   nginx_all+=("$(run_nginx)")
   relay_all+=("$(run_relay)")
+  copy_all+=("$(run_ref copy)")
+  splice_all+=("$(run_ref splice)")
 done
 nb=$(printf '%s\n' "${nginx_all[@]}" | grep . | best || true)
 rb=$(printf '%s\n' "${relay_all[@]}" | grep . | best || true)
+cb=$(printf '%s\n' "${copy_all[@]}" | grep . | best || true)
+sb=$(printf '%s\n' "${splice_all[@]}" | grep . | best || true)
 hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$serve_pid/status")
 
 echo "HTTP relay benchmark: $((big_bytes / 1048576)) MiB on loopback, best of $runs; $(nproc) CPUs;" \
@@ -166,6 +196,12 @@ if [ -n "$nb" ] && [ -n "$rb" ]; then
   met=$(awk -v r="$ratio" 'BEGIN { print (r >= 0.8) ? "met" : "MISSED" }')
   echo "  relay / nginx: ${ratio}x (target >= 0.8: $met)"
 fi
+printf '  %-36s %8s MB/s   (runs: %s)\n' "yardstick: curl -T -> copy -> curl" "${cb:-failed}" "${copy_all[*]}"
+printf '  %-36s %8s MB/s   (runs: %s)\n' "yardstick: curl -T -> splice -> curl" "${sb:-failed}" "${splice_all[*]}"
+if [ -n "$nb" ] && [ -n "$sb" ] && [ -n "$cb" ] && [ -n "$rb" ]; then
+  awk -v r="$rb" -v c="$cb" -v s="$sb" -v n="$nb" 'BEGIN {
+    printf "  yardsticks / nginx: copy %.2fx, splice %.2fx; ferry relay / copy yardstick %.2fx, / splice yardstick %.2fx\n", c / n, s / n, r / c, r / s }'
+fi
 m_ng=$(median <"$tmp/cpu.ng")
 m_ngc=$(median <"$tmp/cpu.ngc")
 m_up=$(median <"$tmp/cpu.up")
@@ -175,6 +211,7 @@ echo "  CPU, core-seconds per GiB (median of $runs):"
 printf '    nginx %s + its curl %s = %s\n' "$m_ng" "$m_ngc" "$(awk -v a="$m_ng" -v b="$m_ngc" 'BEGIN { printf "%.3f", a + b }')"
 printf '    uploading curl %s + ferry serve %s + downloading curl %s = %s\n' "$m_up" "$m_sv" "$m_dn" \
   "$(awk -v a="$m_up" -v b="$m_sv" -v c="$m_dn" 'BEGIN { printf "%.3f", a + b + c }')"
+printf '    yardstick relays themselves: copy %s, splice %s\n' "$(median <"$tmp/cpu.ref-copy")" "$(median <"$tmp/cpu.ref-splice")"
 if [ -n "$nb" ]; then
   awk -v a="$m_up" -v b="$m_sv" -v c="$m_dn" -v n="$(nproc)" -v nb="$nb" 'BEGIN {
     t = a + b + c; u = a + c
