@@ -52,7 +52,7 @@ bad "--parallel 0" "--parallel '0' is not a whole number from 1 to 64" send --pa
 bad "--parallel abc" "--parallel 'abc' is not a whole number" send --parallel abc "$T/src"
 bad "--chunk-size 3M" "--chunk-size: " send --chunk-size 3M "$T/src"
 bad "--ttl 5x" "--ttl '5x' is not a duration" send --ttl 5x "$T/src"
-bad "--quic-cc vegas" "is no congestion controller: use bbr, bbr2, cubic or reno" send --quic-cc vegas "$T/src"
+bad "--quic-cc vegas" "is no congestion controller: use bbr, bbr-plain, bbr2, cubic or reno" send --quic-cc vegas "$T/src"
 bad "--force-relay with --no-relay" "--force-relay and --no-relay contradict each other" send --force-relay --no-relay "$T/src"
 bad "--code-words 9" "--code-words '9' is not a whole number from 2 to 8" send --code-words 9 "$T/src"
 bad "--max-receivers 0" "--max-receivers '0' is not a whole number from 1 to 1000" send --max-receivers 0 "$T/src"

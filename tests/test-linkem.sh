@@ -17,23 +17,7 @@
 # (ping is not installed here).
 set -u
 . "$(dirname "$0")/tap.sh"
-T=$TAP_TMP
-BUILD=${FERRY_TEST_BUILDDIR:?FERRY_TEST_BUILDDIR must point at the build directory}
-SRC=${FERRY_TEST_SRCDIR:-$(dirname "$0")/..}
-LINKEM=$BUILD/lab/linkem
-. "$SRC/lab/link.sh"
-LINK_LOG=$T/linkem.log
-
-cleanup() {
-  local p
-  for p in $(jobs -p); do
-    [ "$p" = "$LINK_PID" ] || { kill -9 "$p" 2>/dev/null && wait "$p" 2>/dev/null; }
-  done
-  link_down
-  rm -rf "$TAP_TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+. "$(dirname "$0")/link-tap.sh"
 
 # ---- 1. the command line --------------------------------------------------------
 

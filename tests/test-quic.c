@@ -1257,9 +1257,12 @@ test_cc_choice(void)
 
   g_assert_true(ferry_quic_cc_parse("CUBIC", &algo, &error));
   g_assert_cmpint(algo, ==, FERRY_QUIC_CC_CUBIC);
+  g_assert_true(ferry_quic_cc_parse("bbr-plain", &algo, &error));
+  g_assert_cmpint(algo, ==, FERRY_QUIC_CC_BBR_PLAIN);
+  g_assert_cmpstr(ferry_quic_cc_name(algo), ==, "bbr-plain");
   g_assert_false(ferry_quic_cc_parse("vegas", &algo, &error));
   g_assert_error(error, FERRY_ERROR, FERRY_ERROR_INVALID);
-  g_assert_nonnull(strstr(error->message, "bbr, cubic, reno or bbr2"));
+  g_assert_nonnull(strstr(error->message, "bbr, bbr-plain, bbr2, cubic or reno"));
   g_clear_error(&error);
 
   harness_init(&h, MODE_BULK);

@@ -56,7 +56,8 @@ static const Setting table[CLI_N_SETTINGS] = {
                                  3600000, "MS",
                                  "Longest a connection may take to set up (default 60000)"},
     [CLI_SET_QUIC_CC] = {"quic-cc", 0, KIND_CC, CLI_SCOPE_BOTH, TRUE, NULL, 0, 0, "NAME",
-                         "QUIC congestion controller: bbr, bbr2, cubic or reno (default bbr, through a relay bbr2)"},
+                         "QUIC congestion controller: bbr, bbr-plain, bbr2, cubic or reno (default "
+                         "bbr, through a relay bbr2)"},
     [CLI_SET_QUIC_CONN_WINDOW] = {"quic-conn-window", 0, KIND_SIZE, CLI_SCOPE_BOTH, TRUE, NULL,
                                   64 * 1024, G_GUINT64_CONSTANT(1) << 32, "SIZE",
                                   "QUIC connection flow-control window (default 64M)"},
@@ -620,10 +621,11 @@ convert(CliSettings *s, const ConfigFile *c, CliScope scope)
       s->connect_timeout_ms = (guint)n;
       break;
     case CLI_SET_QUIC_CC: {
-      static const char *const known[] = {"bbr", "bbr2", "cubic", "reno", NULL};
+      static const char *const known[] = {"bbr", "bbr-plain", "bbr2", "cubic", "reno", NULL};
       g_autofree char *lower = g_ascii_strdown(text, -1);
       if (!g_strv_contains(known, lower))
-        return bad_value(s, c, i, "is no congestion controller: use bbr, bbr2, cubic or reno");
+        return bad_value(s, c, i,
+                         "is no congestion controller: use bbr, bbr-plain, bbr2, cubic or reno");
       s->quic_cc = g_steal_pointer(&lower);
       break;
     }

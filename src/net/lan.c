@@ -572,6 +572,8 @@ lookup_datagram(gpointer owner, GSocket *s, GSocketAddress *from, const FerryLan
   if (l->grace == NULL) {
     gint64 took_ms = (g_get_monotonic_time() - l->asked_us) / 1000;
     guint wait = (guint)MIN((gint64)l->grace_ms, MAX(took_ms, GRACE_MIN_MS));
+    g_debug("lan: first answer after %" G_GINT64_FORMAT " ms (%s); waiting %u ms for others",
+            took_ms, url, wait);
     l->grace = add_timeout(l->context, wait, on_deadline, l);
   }
 }
@@ -635,6 +637,7 @@ ferry_lan_lookup_full_async(const char *code, guint timeout_ms, guint grace_ms,
     g_source_attach(l->cancelled, l->context);
   }
   l->asked_us = g_get_monotonic_time();
+  g_debug("lan: asking for nameplate %u", (guint)l->code.nameplate);
   send_query(l);
   l->query_timer = add_timeout(l->context, QUERY_INTERVAL_MS, send_query, l);
   l->deadline = add_timeout(l->context, MAX(timeout_ms, 1), on_deadline, l);

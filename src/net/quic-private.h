@@ -131,6 +131,11 @@ struct _FerryQuic {
   GQueue pending_open; /* FerryQuicStream *, waiting for a stream ID (ref) */
   guint64 bytes_sent, bytes_received, dgrams_sent, dgrams_received, send_calls;
   guint64 stream_bytes_sent, stream_bytes_received, lost_closed;
+  /* Keeping BBR's minimum RTT fresh (quic.c, rtt_keeper_holds()). */
+  guint64 keeper_bw, keeper_bw_prev; /* bytes per second */
+  ngtcp2_tstamp keeper_window_end, keeper_min_seen, keeper_drain_start, keeper_drain_end;
+  guint64 keeper_drains, cwnd_floor_hits;
+  gboolean cwnd_at_floor;
 };
 
 /* quic.c */

@@ -29,7 +29,13 @@
 #define SEND_BATCH_BUDGET 16  /* GSO batches before reading again */
 #define RECV_BUDGET       256 /* datagrams before writing (ACKs) */
 #define SCID_LEN          16
-#define REASON_MAX        256
+/* Keeping BBR's minimum RTT fresh (rtt_keeper_holds()). */
+#define KEEPER_MIN_RTT       (10 * NGTCP2_MILLISECONDS)
+#define KEEPER_EVERY         (8 * NGTCP2_SECONDS) /* BBR's minimum lasts 10 s */
+#define KEEPER_DRAIN_ROUNDS  5
+#define KEEPER_WINDOW_ROUNDS 10
+#define KEEPER_MIN_FLIGHT    (16 * MAX_PKT)
+#define REASON_MAX           256
 /* Bytes of datagrams pushed and not yet read (ferry_quic_push_datagram()):
  * about a thousand full-size ones, or 65 of the largest. */
 #define INBOX_BYTES        ((gsize)2 << 20)
@@ -58,6 +64,8 @@ ferry_quic_cc_name(FerryQuicCC cc)
     return "reno";
   case FERRY_QUIC_CC_BBR2:
     return "bbr2";
+  case FERRY_QUIC_CC_BBR_PLAIN:
+    return "bbr-plain";
   }
   return "unknown";
 }
@@ -65,8 +73,8 @@ ferry_quic_cc_name(FerryQuicCC cc)
 gboolean
 ferry_quic_cc_parse(const char *name, FerryQuicCC *cc, GError **error)
 {
-  static const FerryQuicCC all[] = {FERRY_QUIC_CC_BBR, FERRY_QUIC_CC_CUBIC, FERRY_QUIC_CC_RENO,
-                                    FERRY_QUIC_CC_BBR2};
+  static const FerryQuicCC all[] = {FERRY_QUIC_CC_BBR, FERRY_QUIC_CC_BBR_PLAIN, FERRY_QUIC_CC_CUBIC,
+                                    FERRY_QUIC_CC_RENO, FERRY_QUIC_CC_BBR2};
 
   for (gsize i = 0; name != NULL && i < G_N_ELEMENTS(all); i++) {
     if (g_ascii_strcasecmp(name, ferry_quic_cc_name(all[i])) == 0) {
@@ -74,9 +82,10 @@ ferry_quic_cc_parse(const char *name, FerryQuicCC *cc, GError **error)
       return TRUE;
     }
   }
-  return ferry_set_error(error, FERRY_ERR_INVALID,
-                         "unknown congestion controller '%s': use bbr, cubic, reno or bbr2",
-                         name != NULL ? name : "");
+  return ferry_set_error(
+      error, FERRY_ERR_INVALID,
+      "unknown congestion controller '%s': use bbr, bbr-plain, bbr2, cubic or reno",
+      name != NULL ? name : "");
 }
 
 static ngtcp2_cc_algo
@@ -90,6 +99,7 @@ cc_algo(FerryQuicCC cc)
   case FERRY_QUIC_CC_BBR2:
     return NGTCP2_CC_ALGO_BBR2;
   case FERRY_QUIC_CC_BBR:
+  case FERRY_QUIC_CC_BBR_PLAIN:
     break;
   }
   return NGTCP2_CC_ALGO_BBR;
@@ -424,15 +434,89 @@ packet_room(FerryQuic *q)
   return room;
 }
 
+/* Keeping BBR's minimum RTT fresh. ngtcp2 0.12's BBR v1 keeps up to twice
+ * the path's bandwidth-delay product (BDP) in flight; with a bottleneck
+ * queue of one BDP, common on long paths, that queue never empties, no RTT
+ * sample comes back at the path's minimum, and every 10 s BBR goes to
+ * ProbeRTT: four packets in flight for 200 ms and a round, ~0.35 s of next
+ * to nothing at 100 ms (measured in lab/wan-bench, docs/wan.md). When 8 s
+ * went by without a sample at the minimum, the sender holds new stream data
+ * back while more than 0.9 BDP is in flight, for five rounds at most or
+ * until such a sample comes: the queue drains while the link stays busy,
+ * and BBR's minimum is renewed before it expires. The bandwidth is the
+ * largest delivery rate ngtcp2 reported in the last 10-20 minimum RTTs.
+ * Retransmissions, ACKs and control frames are never held; paths under
+ * 10 ms (LAN, loopback) are left alone. Returns TRUE to hold. */
+static gboolean
+rtt_keeper_holds(FerryQuic *q, const ngtcp2_conn_stat *st, ngtcp2_tstamp ts)
+{
+  if (q->cfg.cc != FERRY_QUIC_CC_BBR || st->min_rtt == UINT64_MAX || st->min_rtt < KEEPER_MIN_RTT)
+    return FALSE;
+  if (ts >= q->keeper_window_end) {
+    q->keeper_bw_prev = q->keeper_bw;
+    q->keeper_bw = 0;
+    q->keeper_window_end = ts + KEEPER_WINDOW_ROUNDS * st->min_rtt;
+  }
+  q->keeper_bw = MAX(q->keeper_bw, st->delivery_rate_sec);
+  if (q->keeper_min_seen == 0 || st->latest_rtt <= st->min_rtt) {
+    if (q->keeper_drain_end != 0)
+      g_debug("quic: an RTT sample at the minimum (%.1f ms) after draining %.0f ms",
+              (double)st->latest_rtt / NGTCP2_MILLISECONDS,
+              (double)(ts - q->keeper_drain_start) / NGTCP2_MILLISECONDS);
+    q->keeper_min_seen = ts;
+    q->keeper_drain_end = 0;
+    return FALSE;
+  }
+  if (q->keeper_drain_end == 0) {
+    if (ts - q->keeper_min_seen < KEEPER_EVERY)
+      return FALSE;
+    g_debug("quic: no RTT sample at the minimum (%.1f ms) for %.1f s: draining the queue",
+            (double)st->min_rtt / NGTCP2_MILLISECONDS,
+            (double)(ts - q->keeper_min_seen) / NGTCP2_SECONDS);
+    q->keeper_drain_start = ts;
+    q->keeper_drain_end = ts + KEEPER_DRAIN_ROUNDS * st->min_rtt;
+    q->keeper_drains++;
+  }
+  if (ts >= q->keeper_drain_end) {
+    g_debug("quic: draining brought no RTT sample at the minimum: trying again in 8 s");
+    q->keeper_min_seen = ts;
+    q->keeper_drain_end = 0;
+    return FALSE;
+  }
+  guint64 bdp = MAX(q->keeper_bw, q->keeper_bw_prev) * st->min_rtt / NGTCP2_SECONDS;
+  return st->bytes_in_flight >= MAX(bdp - bdp / 10, KEEPER_MIN_FLIGHT);
+}
+
+/* Before each packet: notes a window fallen to 4 packets (BBR's ProbeRTT,
+ * or persistent congestion) and asks the RTT keeper. Returns TRUE to hold
+ * new stream data back. */
+static gboolean
+hold_stream_data(FerryQuic *q, ngtcp2_tstamp ts)
+{
+  ngtcp2_conn_stat st;
+
+  ngtcp2_conn_get_conn_stat(q->conn, &st);
+  gboolean floor = q->hs_done && st.cwnd <= 4 * st.max_tx_udp_payload_size;
+  if (floor && !q->cwnd_at_floor) {
+    q->cwnd_floor_hits++;
+    g_debug("quic: the congestion window fell to %" G_GUINT64_FORMAT
+            " bytes (ProbeRTT or persistent congestion)",
+            (guint64)st.cwnd);
+  }
+  q->cwnd_at_floor = floor;
+  return rtt_keeper_holds(q, &st, ts);
+}
+
 /* Writes one packet into dest from the streams in line. Returns its size,
  * 0 when nothing can be sent now, or a negative ngtcp2 error. */
 static ngtcp2_ssize
 write_one(FerryQuic *q, guint8 *dest, ngtcp2_tstamp ts)
 {
   ngtcp2_vec vec[MAX_VECS];
+  gboolean hold = hold_stream_data(q, ts);
 
   for (;;) {
-    FerryQuicStream *s = q->act_head;
+    FerryQuicStream *s = hold ? NULL : q->act_head;
     ngtcp2_ssize ndatalen = -1, n;
     gboolean fin = FALSE;
     gsize nvec = 0, total = 0;
@@ -1502,6 +1586,8 @@ do_info(FerryQuic *q, gpointer data)
   info->stream_bytes_sent = q->stream_bytes_sent;
   info->stream_bytes_received = q->stream_bytes_received;
   info->packets_lost = q->lost_closed;
+  info->rtt_keeper_drains = q->keeper_drains;
+  info->cwnd_floor_hits = q->cwnd_floor_hits;
   info->gso = q->t->can_gso;
   if (q->conn == NULL)
     return;

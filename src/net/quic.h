@@ -56,6 +56,7 @@ typedef enum {
   FERRY_QUIC_CC_CUBIC,
   FERRY_QUIC_CC_RENO,
   FERRY_QUIC_CC_BBR2,
+  FERRY_QUIC_CC_BBR_PLAIN, /* ngtcp2's BBR v1 alone: FERRY_QUIC_CC_BBR without the RTT keeper */
 } FerryQuicCC;
 
 /* Why a connection ended. */
@@ -102,7 +103,11 @@ typedef struct {
 typedef struct {
   FerryQuicRole role;
   const char *alpn; /* default FERRY_QUIC_ALPN; copied */
-  FerryQuicCC cc;   /* default BBR */
+  /* Default BBR: ngtcp2's BBR v1 with ferry's RTT keeper on paths of 10 ms
+   * or more (when no RTT sample came back at the path's minimum for 8 s,
+   * the bottleneck's queue is let drain for a few rounds, so that BBR need
+   * not stop for ProbeRTT; rtt_keeper_holds() in quic.c). */
+  FerryQuicCC cc;
   /* Flow control: how much the peer may send before we read it, on the
    * whole connection and on each stream (quic_conn_window_bytes,
    * quic_stream_window_bytes), and how many streams it may have open at
@@ -140,7 +145,7 @@ typedef struct {
 typedef struct {
   gboolean handshake_done;
   FerryQuicEnd end;
-  const char *cc_name; /* "bbr", "cubic", "reno", "bbr2"; static */
+  const char *cc_name; /* "bbr", "bbr-plain", "cubic", "reno", "bbr2"; static */
   guint64 smoothed_rtt_us, min_rtt_us, latest_rtt_us;
   guint64 cwnd_bytes, bytes_in_flight;
   guint64 pacing_rate_bps;            /* bytes per second, 0 when the controller sets none */
@@ -150,7 +155,10 @@ typedef struct {
   guint64 datagrams_sent, datagrams_received; /* received: handed to ngtcp2 */
   guint64 send_calls;                         /* transport send() calls (one per GSO batch) */
   guint64 packets_lost;                       /* packets carrying stream data declared lost */
-  guint64 stream_bytes_sent;                  /* distinct application bytes handed to QUIC */
+  guint64 rtt_keeper_drains;                  /* queue drains the RTT keeper started */
+  guint64
+      cwnd_floor_hits; /* times the window fell to 4 packets or less (ProbeRTT, persistent loss) */
+  guint64 stream_bytes_sent; /* distinct application bytes handed to QUIC */
   guint64 stream_bytes_received;
   gboolean gso;
 } FerryQuicInfo;
