@@ -93,6 +93,10 @@ test_known_answers(void)
   g_assert_cmpint(ferry_pake_finish(b, sa, sizeof sa, cb, &n), ==, 0);
   g_assert_cmpmem(ca, 35, want_ca, 35);
   g_assert_cmpmem(cb, 35, want_cb, 35);
+  /* before the confirmations: the confirmed key only through the unconfirmed way */
+  g_assert_cmpint(ferry_pake_session_key(a, ka), ==, FERRY_ERR_STATE);
+  g_assert_cmpint(ferry_pake_unconfirmed_key(b, kb), ==, 0);
+  g_assert_cmpmem(kb, 32, want_key, 32);
   g_assert_cmpint(ferry_pake_verify(a, cb, sizeof cb), ==, 0);
   g_assert_cmpint(ferry_pake_verify(b, ca, sizeof ca), ==, 0);
   g_assert_cmpint(ferry_pake_session_key(a, ka), ==, 0);
@@ -279,12 +283,17 @@ test_order_independent(void)
 static void
 assert_both_fail(Pair *p)
 {
-  uint8_t k[32];
+  uint8_t k[32], ka[32], kb[32];
   pair_finish(p);
+  /* each side's unconfirmed key is its own: the other's sealing opens nothing */
+  g_assert_cmpint(ferry_pake_unconfirmed_key(p->a, ka), ==, 0);
+  g_assert_cmpint(ferry_pake_unconfirmed_key(p->b, kb), ==, 0);
+  g_assert_true(memcmp(ka, kb, sizeof ka) != 0);
   g_assert_cmpint(ferry_pake_verify(p->a, p->confirm_b, sizeof p->confirm_b), ==, FERRY_ERR_AUTH);
   g_assert_cmpint(ferry_pake_verify(p->b, p->confirm_a, sizeof p->confirm_a), ==, FERRY_ERR_AUTH);
   g_assert_cmpint(ferry_pake_session_key(p->a, k), ==, FERRY_ERR_STATE);
   g_assert_cmpint(ferry_pake_session_key(p->b, k), ==, FERRY_ERR_STATE);
+  g_assert_cmpint(ferry_pake_unconfirmed_key(p->a, k), ==, FERRY_ERR_STATE); /* failed */
   pair_clear(p);
 }
 

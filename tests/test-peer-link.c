@@ -1,6 +1,8 @@
 /* The PAKE between a sender and a receiver over a real `ferry serve`, and
  * the sealed channel after it: the right code gives both sides one key and
- * a channel the server cannot read; a wrong code fails on both sides. */
+ * a channel the server cannot read; a wrong code fails on both sides. The
+ * receiver may seal messages as soon as it has answered (before the
+ * sender's confirmation); the sender opens them only with the right code. */
 #include <string.h>
 
 #include <ferry/error.h>
@@ -15,6 +17,8 @@ typedef struct {
   const char *words;
   char nameplate[16];
   gboolean ready;
+  gboolean confirmed_at_ready; /* ferry_peer_link_is_ready() when ready came */
+  const char *send_on_ready;   /* sealed and sent from the ready handler */
   GError *error;
   GPtrArray *secrets; /* texts received through the link */
   GPtrArray *raw;     /* bodies as the server delivered them */
@@ -23,7 +27,12 @@ typedef struct {
 static void
 on_ready(FerryPeerLink *link, gpointer data)
 {
-  ((Side *)data)->ready = TRUE;
+  Side *s = data;
+  g_assert_false(s->ready); /* once */
+  s->ready = TRUE;
+  s->confirmed_at_ready = ferry_peer_link_is_ready(link);
+  if (s->send_on_ready != NULL)
+    ferry_peer_link_send_secret(link, s->send_on_ready, strlen(s->send_on_ready));
 }
 
 static void
@@ -96,15 +105,23 @@ side_clear(Side *s)
 }
 
 static void
-pair_up(Side *sender, Side *receiver, const char *url, const char *sender_words,
-        const char *receiver_words)
+pair_up_early(Side *sender, Side *receiver, const char *url, const char *sender_words,
+              const char *receiver_words, const char *receiver_early)
 {
   side_init(sender, "sender", url, sender_words);
   ferry_signal_client_claim(sender->sig, 0);
   WAIT_FOR(sender->nameplate[0] != '\0', 5);
   side_init(receiver, "receiver", url, receiver_words);
+  receiver->send_on_ready = receiver_early;
   g_strlcpy(receiver->nameplate, sender->nameplate, sizeof receiver->nameplate);
   ferry_signal_client_join(receiver->sig, sender->nameplate);
+}
+
+static void
+pair_up(Side *sender, Side *receiver, const char *url, const char *sender_words,
+        const char *receiver_words)
+{
+  pair_up_early(sender, receiver, url, sender_words, receiver_words, NULL);
 }
 
 /* Each test: a fresh ferry serve, and a sender and a receiver on it. */
@@ -159,13 +176,49 @@ test_right_code(Pair *p, gconstpointer data)
   g_assert_nonnull(strstr(p->a.raw->pdata[p->a.raw->len - 1], "\"t\":\"box\""));
 }
 
+/* The receiver seals its first message from its ready handler, which comes
+ * before the sender's confirmation: it travels right behind its answer, and
+ * the sender, ready after checking that answer, opens it. */
+static void
+test_receiver_early(Pair *p, gconstpointer data)
+{
+  const char *cand = "creds abcd 0123456789abcdef012345";
+  pair_up_early(&p->a, &p->b, p->url, "ocean-tiger-piano", "ocean-tiger-piano", cand);
+  WAIT_FOR(p->a.secrets->len == 1 && ferry_peer_link_is_ready(p->b.link), 10);
+  g_assert_true(p->b.ready);
+  g_assert_false(p->b.confirmed_at_ready); /* keyed before the confirmation */
+  g_assert_true(p->a.confirmed_at_ready);  /* the sender: after checking the tag */
+  g_assert_cmpstr(p->a.secrets->pdata[0], ==, cand);
+  /* the sender got the box right after the receiver's answer, before any
+   * other body */
+  g_assert_cmpuint(p->a.raw->len, ==, 2);
+  g_assert_nonnull(strstr(p->a.raw->pdata[0], "\"t\":\"pake\""));
+  g_assert_nonnull(strstr(p->a.raw->pdata[1], "\"t\":\"box\""));
+  g_assert_null(strstr(p->a.raw->pdata[1], "0123456789abcdef"));
+  /* the early key is the confirmed one */
+  guint8 ka[FERRY_LINK_KEY_LEN], kb[FERRY_LINK_KEY_LEN];
+  g_assert_true(ferry_peer_link_derive_key(p->a.link, "ferry-v1 quic-auth", ka));
+  g_assert_true(ferry_peer_link_derive_key(p->b.link, "ferry-v1 quic-auth", kb));
+  g_assert_cmpmem(ka, sizeof ka, kb, sizeof kb);
+  ferry_peer_link_send_secret(p->a.link, "end", 3);
+  WAIT_FOR(p->b.secrets->len == 1, 5);
+  g_assert_cmpstr(p->b.secrets->pdata[0], ==, "end");
+}
+
 static void
 test_wrong_code(Pair *p, gconstpointer data)
 {
-  pair_up(&p->a, &p->b, p->url, "ocean-tiger-piano", "ocean-tiger-pilot");
+  pair_up_early(&p->a, &p->b, p->url, "ocean-tiger-piano", "ocean-tiger-pilot",
+                "creds abcd 0123456789abcdef012345");
   WAIT_FOR(p->a.error != NULL && p->b.error != NULL, 10);
   g_assert_false(p->a.ready);
-  g_assert_false(p->b.ready);
+  /* the receiver was keyed (and sealed a message) before it learnt the
+   * code was wrong; the sender never opened it, and the receiver's link is
+   * dead: no key to derive */
+  g_assert_true(p->b.ready);
+  g_assert_false(ferry_peer_link_is_ready(p->b.link));
+  g_assert_cmpuint(p->a.secrets->len, ==, 0);
+  g_assert_false(ferry_peer_link_derive_key(p->b.link, "x", (guint8[FERRY_LINK_KEY_LEN]){0}));
   g_assert_error(p->a.error, FERRY_ERROR, FERRY_ERROR_AUTH);
   g_assert_error(p->b.error, FERRY_ERROR, FERRY_ERROR_AUTH);
   g_assert_nonnull(strstr(p->b.error->message, "the code did not match"));
@@ -214,6 +267,8 @@ main(int argc, char **argv)
 {
   g_test_init(&argc, &argv, NULL);
   g_test_add("/net/peer-link/right-code", Pair, NULL, pair_setup, test_right_code, pair_teardown);
+  g_test_add("/net/peer-link/receiver-early", Pair, NULL, pair_setup, test_receiver_early,
+             pair_teardown);
   g_test_add("/net/peer-link/wrong-code", Pair, NULL, pair_setup, test_wrong_code, pair_teardown);
   g_test_add("/net/peer-link/tampered-box", Pair, NULL, pair_setup, test_tampered_box,
              pair_teardown);

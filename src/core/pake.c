@@ -353,3 +353,12 @@ ferry_pake_session_key(const FerryPake *pake, uint8_t out[FERRY_PAKE_KEY_LEN])
   memcpy(out, pake->session_key, FERRY_PAKE_KEY_LEN);
   return 0;
 }
+
+int
+ferry_pake_unconfirmed_key(const FerryPake *pake, uint8_t out[FERRY_PAKE_KEY_LEN])
+{
+  if (pake->state != STATE_FINISHED && pake->state != STATE_VERIFIED)
+    return FERRY_ERR_STATE;
+  memcpy(out, pake->session_key, FERRY_PAKE_KEY_LEN);
+  return 0;
+}

@@ -115,6 +115,13 @@ int ferry_pake_verify(FerryPake *pake, const uint8_t *peer_confirm, size_t len);
  * unless ferry_pake_verify() has succeeded. */
 int ferry_pake_session_key(const FerryPake *pake, uint8_t out[FERRY_PAKE_KEY_LEN]);
 
+/* The same key as soon as ferry_pake_finish() has taken the peer's share,
+ * before the peer's confirmation: to seal what only a peer holding that key
+ * (so one that typed the same code) can open, one round trip sooner.
+ * Nothing the peer sends may be trusted until ferry_pake_verify() succeeds.
+ * Returns 0, or FERRY_ERR_STATE before finish or after a failure. */
+int ferry_pake_unconfirmed_key(const FerryPake *pake, uint8_t out[FERRY_PAKE_KEY_LEN]);
+
 /* CPace's building blocks, exposed so that tests can check them against
  * the draft's test vectors.
  *

@@ -37,6 +37,7 @@
 #define IDLE_TIMEOUT_MS  5000  /* QUIC: silence before a connection counts as dead */
 #define MAX_SECRET_LINES 256   /* sealed ICE messages accepted per attempt */
 #define ERR_FAILED       0     /* FERRY_ERROR_FAILED as a negated code */
+#define GAVE_UP_MAX      400   /* bytes of a "gave-up" reason sent or taken */
 /* The largest datagram to a peer on this same host (loopback MTU 64 KiB):
  * two fill one GSO send. */
 #define SAME_HOST_DATAGRAM 32000
@@ -266,6 +267,7 @@ struct _FerryConnection {
   /* QUIC */
   FerryQuic *quic;
   gboolean direct;
+  gboolean peer_gave_up;  /* the peer's "gave-up" line ended this attempt */
   gboolean relay_on_host; /* relayed, and every hop of ours on this host: probe */
   gsize relay_payload;    /* the largest probe the peer echoed, 0 before */
   FerryConnectionPath path;
@@ -1013,6 +1015,13 @@ conn_fail(FerryConnection *c, int code, const char *fmt, ...)
   va_start(ap, fmt);
   char *msg = g_strdup_vprintf(fmt, ap);
   va_end(ap);
+  /* Tell the peer why (docs/protocol.md §7.1): whichever side gives up
+   * first, the other reports the reason, not just our leaving. */
+  if (c->link != NULL && !c->peer_gave_up && ferry_peer_link_is_keyed(c->link)) {
+    char *line = g_strdup_printf("gave-up %.*s", GAVE_UP_MAX, msg);
+    ferry_peer_link_send_secret(c->link, line, strlen(line));
+    g_free(line);
+  }
   error = g_error_new_literal(FERRY_ERROR, -code, msg);
   g_free(msg);
   g_debug("connection to %s failed: %s", c->peer ? c->peer : "the sender", error->message);
@@ -1592,6 +1601,18 @@ on_link_secret(FerryPeerLink *link, const char *text, gsize len, gpointer user_d
 {
   FerryConnection *c = user_data;
 
+  if (g_str_has_prefix(text, "gave-up ")) {
+    /* The peer's own words, shown to our user: valid UTF-8, no control
+     * characters, bounded. */
+    char *why = g_utf8_make_valid(text + 8, (gssize)MIN(len - 8, (gsize)GAVE_UP_MAX));
+    for (char *p = why; *p != '\0'; p++)
+      if ((guchar)*p < 0x20 || *p == 0x7f)
+        *p = ' ';
+    c->peer_gave_up = TRUE;
+    conn_fail(c, ERR_FAILED, "the %s gave up: %s", c->sender ? "receiver" : "sender", why);
+    g_free(why);
+    return;
+  }
   if (c->ice == NULL || c->state != CONN_ICE) {
     g_debug("ICE message dropped (state %d, ice %p): %.40s", c->state, (void *)c->ice, text);
     return;

@@ -25,6 +25,7 @@ struct _FerryPeerLink {
   char *words;
   FerryPake *pake;
   LinkState state;
+  gboolean keyed; /* the box keys are set (a receiver's before LINK_READY) */
   guint8 key[FERRY_PAKE_KEY_LEN];
   guint8 tx_key[crypto_secretbox_KEYBYTES];
   guint8 rx_key[crypto_secretbox_KEYBYTES];
@@ -56,8 +57,11 @@ fail(FerryPeerLink *l, int code, const char *message)
   if (l->state == LINK_DEAD)
     return;
   l->state = LINK_DEAD;
+  l->keyed = FALSE;
   g_clear_pointer(&l->pake, ferry_pake_free);
   sodium_memzero(l->key, sizeof l->key);
+  sodium_memzero(l->tx_key, sizeof l->tx_key);
+  sodium_memzero(l->rx_key, sizeof l->rx_key);
   GError *error = g_error_new_literal(FERRY_ERROR, -code, message);
   if (l->handlers.failed != NULL)
     l->handlers.failed(l, error, l->user_data);
@@ -119,18 +123,29 @@ derive(const guint8 key[FERRY_PAKE_KEY_LEN], const char *purpose, guint8 *out, g
   crypto_generichash(out, len, (const guint8 *)purpose, strlen(purpose), key, FERRY_PAKE_KEY_LEN);
 }
 
+/* The box keys from l->key. */
 static void
-become_ready(FerryPeerLink *l)
+set_box_keys(FerryPeerLink *l)
 {
-  ferry_pake_session_key(l->pake, l->key);
-  g_clear_pointer(&l->pake, ferry_pake_free);
   gboolean sender = l->role == FERRY_PAKE_SENDER;
   derive(l->key, sender ? "ferry-v1 box sender" : "ferry-v1 box receiver", l->tx_key,
          sizeof l->tx_key);
   derive(l->key, sender ? "ferry-v1 box receiver" : "ferry-v1 box sender", l->rx_key,
          sizeof l->rx_key);
+  l->keyed = TRUE;
+}
+
+/* The PAKE is confirmed. A receiver that was keyed early has had its ready
+ * call already. */
+static void
+become_ready(FerryPeerLink *l)
+{
+  gboolean was_keyed = l->keyed;
+  ferry_pake_session_key(l->pake, l->key);
+  g_clear_pointer(&l->pake, ferry_pake_free);
+  set_box_keys(l);
   l->state = LINK_READY;
-  if (l->handlers.ready != NULL)
+  if (!was_keyed && l->handlers.ready != NULL)
     l->handlers.ready(l, l->user_data);
 }
 
@@ -199,6 +214,13 @@ receiver_on_pake(FerryPeerLink *l, JsonObject *o)
   add_b64(b, "confirm", tag, tn);
   body_send(l, b);
   l->state = LINK_WAIT_CONFIRM;
+  /* Our key is known now: what we seal from here on follows our answer
+   * to the sender, a round trip before its confirmation reaches us. */
+  if (ferry_pake_unconfirmed_key(l->pake, l->key) == 0) {
+    set_box_keys(l);
+    if (l->handlers.ready != NULL)
+      l->handlers.ready(l, l->user_data);
+  }
 }
 
 /* Sender: the receiver's share and tag arrived. */
@@ -329,7 +351,7 @@ ferry_peer_link_send_secret(FerryPeerLink *l, const char *text, gsize len)
 {
   guint8 nonce[crypto_secretbox_NONCEBYTES];
 
-  g_return_if_fail(l->state == LINK_READY);
+  g_return_if_fail(l->state != LINK_DEAD && l->keyed);
   randombytes_buf(nonce, sizeof nonce);
   guchar *plain = g_malloc(8 + len);
   for (int i = 0; i < 8; i++)
@@ -350,7 +372,7 @@ ferry_peer_link_send_secret(FerryPeerLink *l, const char *text, gsize len)
 gboolean
 ferry_peer_link_derive_key(FerryPeerLink *l, const char *purpose, guint8 out[FERRY_LINK_KEY_LEN])
 {
-  if (l->state != LINK_READY)
+  if (l->state == LINK_DEAD || !l->keyed)
     return FALSE;
   derive(l->key, purpose, out, FERRY_LINK_KEY_LEN);
   return TRUE;
@@ -360,6 +382,12 @@ const char *
 ferry_peer_link_get_peer(FerryPeerLink *l)
 {
   return l->peer;
+}
+
+gboolean
+ferry_peer_link_is_keyed(FerryPeerLink *l)
+{
+  return l->state != LINK_DEAD && l->keyed;
 }
 
 gboolean

@@ -25,7 +25,13 @@
 typedef struct _FerryPeerLink FerryPeerLink;
 
 typedef struct {
-  /* The PAKE succeeded: both sides hold the same key. */
+  /* Sealed messages may go out now. The sender: the PAKE succeeded (the
+   * receiver's confirmation is verified). The receiver: as soon as it has
+   * answered the sender's share, one round trip before the sender's
+   * confirmation arrives, so that what it sends travels with its answer;
+   * what it seals only a sender holding the same key can open, and
+   * nothing comes in sealed before the confirmation (the sender sends that
+   * first). A wrong code still ends in failed. */
   void (*ready)(FerryPeerLink *link, gpointer user_data);
   /* The PAKE failed (wrong code, tampering) or the peer broke the protocol;
    * error says which, in words for the user. Called at most once; the link
@@ -62,6 +68,11 @@ gboolean ferry_peer_link_derive_key(FerryPeerLink *link, const char *purpose,
                                     guint8 out[FERRY_LINK_KEY_LEN]);
 
 const char *ferry_peer_link_get_peer(FerryPeerLink *link);
+/* TRUE while sealed messages may be sent (from ready until failure). */
+gboolean ferry_peer_link_is_keyed(FerryPeerLink *link);
+
+/* TRUE once the PAKE is confirmed on this side (for a receiver: after the
+ * sender's confirmation, later than ready). */
 gboolean ferry_peer_link_is_ready(FerryPeerLink *link);
 
 void ferry_peer_link_free(FerryPeerLink *link);
