@@ -8,7 +8,7 @@
 #      back, and its window never fell to 4 packets (no ProbeRTT);
 #   2. --quic-cc bbr-plain (ngtcp2's BBR alone): the file arrives whole, and
 #      the window did fall to 4 packets — the ProbeRTT the keeper spares,
-#      and proof that case 1 can see one.
+#      and proof that case 1 can see one; the path line names bbr-plain.
 # Needs root (network namespaces); skipped with the reason otherwise. Takes
 # about 40 s.
 set -u
@@ -71,5 +71,7 @@ ok_if "1: … and its window never fell to 4 packets (no ProbeRTT)" \
 ok_if "2: bbr-plain: 160 MB cross the link intact" transfer plain --quic-cc bbr-plain
 ok_if "2: … without the keeper the window fell to 4 packets (ProbeRTT)" \
   grep -q "quic: the congestion window fell to [0-9]* bytes" "$T/plain.send.err"
+ok_if "2: … the receiver names the controller in its path line" \
+  grep -q '"path":"direct: .*, bbr-plain, ' "$T/plain.recv.out"
 ok_if "2: … and the keeper did nothing" bash -c '! grep -q "draining the queue" "$0"' "$T/plain.send.err"
 done_testing

@@ -52,7 +52,7 @@ typedef struct {
   const char *words;
   /* Sender: receivers that may be joined at once; default 1. */
   guint max_receivers;
-  /* QUIC: congestion controller "bbr", "cubic", "reno" or "bbr2" (NULL:
+  /* QUIC: congestion controller "bbr", "bbr-plain", "cubic", "reno" or "bbr2" (NULL:
    * "bbr" on a direct path, "bbr2" through a TURN relay); flow-control windows and the number of
    * streams the peer may open; 0 keeps the defaults (64 MiB, 16 MiB, 100). */
   const char *congestion_control;
@@ -87,17 +87,17 @@ typedef struct _FerryListener FerryListener;
 /* ---- the path a connection takes ---------------------------------------- */
 
 typedef struct {
-  gboolean relayed;           /* a TURN server carries the data */
-  char local_type[8];         /* "host", "srflx", "prflx", "relay", or "punched" (protocol §7.4) */
-  char remote_type[8];        /* the same, for the peer's candidate */
-  char local_address[64];     /* "192.0.2.2:50123", "[2001:db8::1]:4000" */
-  char remote_address[64];    /* where our packets go */
-  char turn_server[272];      /* our TURN server in use, "" when none or unknown */
-  guint64 rtt_us;             /* smoothed round-trip time of the QUIC connection */
-  char congestion_control[8]; /* "bbr", "cubic", … */
-  gint64 ice_ms;              /* time ICE took to find the path */
-  gint64 connect_ms;          /* from the start to the authenticated connection */
-  guint32 datagram_bytes;     /* the largest QUIC datagram we send now (UDP payload) */
+  gboolean relayed;        /* a TURN server carries the data */
+  char local_type[8];      /* "host", "srflx", "prflx", "relay", or "punched" (protocol §7.4) */
+  char remote_type[8];     /* the same, for the peer's candidate */
+  char local_address[64];  /* "192.0.2.2:50123", "[2001:db8::1]:4000" */
+  char remote_address[64]; /* where our packets go */
+  char turn_server[272];   /* our TURN server in use, "" when none or unknown */
+  guint64 rtt_us;          /* smoothed round-trip time of the QUIC connection */
+  char congestion_control[16]; /* "bbr", "bbr-plain", "cubic", … */
+  gint64 ice_ms;               /* time ICE took to find the path */
+  gint64 connect_ms;           /* from the start to the authenticated connection */
+  guint32 datagram_bytes;      /* the largest QUIC datagram we send now (UDP payload) */
 } FerryConnectionPath;
 
 /* Fills *path with where the connection's packets go and how it is doing. */

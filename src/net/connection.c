@@ -1299,7 +1299,9 @@ static void
 on_ice_candidate(FerryIce *ice, const char *candidate, gpointer user_data)
 {
   FerryConnection *c = user_data;
-  if (c->link == NULL)
+  /* After a failure (a wrong code found while still gathering) nothing
+   * more goes out: the link is dead. */
+  if (c->link == NULL || c->state == CONN_FAILED || !ferry_peer_link_is_keyed(c->link))
     return;
   gboolean r2 = c->ice_round == 2;
   if (candidate == NULL) {
@@ -1363,7 +1365,7 @@ static void
 punch_line(FerryPunch *p, const char *line, gpointer user_data)
 {
   FerryConnection *c = user_data;
-  if (c->link != NULL)
+  if (c->link != NULL && c->state != CONN_FAILED && ferry_peer_link_is_keyed(c->link))
     ferry_peer_link_send_secret(c->link, line, strlen(line));
 }
 
@@ -1596,6 +1598,24 @@ on_link_failed(FerryPeerLink *link, const GError *error, gpointer user_data)
 /* One sealed ICE message (docs/protocol.md §7.1): "creds UFRAG PWD",
  * "cand a=candidate:…", "end". Unknown words are ignored, for later
  * versions. */
+/* A peer's words made safe to show: valid UTF-8, every control or format
+ * character (C0, C1 such as CSI, bidi overrides) turned into a space. */
+static char *
+printable_reason(const char *text, gsize len)
+{
+  char *valid = g_utf8_make_valid(text, (gssize)len);
+  GString *out = g_string_sized_new(strlen(valid));
+  for (const char *p = valid; *p != '\0'; p = g_utf8_next_char(p)) {
+    gunichar ch = g_utf8_get_char(p);
+    if (g_unichar_iscntrl(ch) || g_unichar_type(ch) == G_UNICODE_FORMAT)
+      g_string_append_c(out, ' ');
+    else
+      g_string_append_unichar(out, ch);
+  }
+  g_free(valid);
+  return g_string_free(out, FALSE);
+}
+
 static void
 on_link_secret(FerryPeerLink *link, const char *text, gsize len, gpointer user_data)
 {
@@ -1604,10 +1624,7 @@ on_link_secret(FerryPeerLink *link, const char *text, gsize len, gpointer user_d
   if (g_str_has_prefix(text, "gave-up ")) {
     /* The peer's own words, shown to our user: valid UTF-8, no control
      * characters, bounded. */
-    char *why = g_utf8_make_valid(text + 8, (gssize)MIN(len - 8, (gsize)GAVE_UP_MAX));
-    for (char *p = why; *p != '\0'; p++)
-      if ((guchar)*p < 0x20 || *p == 0x7f)
-        *p = ' ';
+    char *why = printable_reason(text + 8, MIN(len - 8, (gsize)GAVE_UP_MAX));
     c->peer_gave_up = TRUE;
     conn_fail(c, ERR_FAILED, "the %s gave up: %s", c->sender ? "receiver" : "sender", why);
     g_free(why);

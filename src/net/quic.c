@@ -458,6 +458,12 @@ rtt_keeper_holds(FerryQuic *q, const ngtcp2_conn_stat *st, ngtcp2_tstamp ts)
     q->keeper_window_end = ts + KEEPER_WINDOW_ROUNDS * st->min_rtt;
   }
   q->keeper_bw = MAX(q->keeper_bw, st->delivery_rate_sec);
+  /* Only sustained sending counts: while next to nothing is in flight
+   * (idle, keep-alives, a receiver deciding) the 8 s do not run. */
+  if (q->keeper_drain_end == 0 && st->bytes_in_flight < KEEPER_MIN_FLIGHT) {
+    q->keeper_min_seen = ts;
+    return FALSE;
+  }
   if (q->keeper_min_seen == 0 || st->latest_rtt <= st->min_rtt) {
     if (q->keeper_drain_end != 0)
       g_debug("quic: an RTT sample at the minimum (%.1f ms) after draining %.0f ms",

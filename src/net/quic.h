@@ -260,7 +260,7 @@ void ferry_quic_stream_set_user_data(FerryQuicStream *s, gpointer user_data);
 gsize ferry_quic_stream_get_queued(FerryQuicStream *s);
 
 const char *ferry_quic_cc_name(FerryQuicCC cc);
-/* Parses "bbr", "cubic", "reno" or "bbr2" (any case). Returns FALSE with
+/* Parses "bbr", "bbr-plain", "cubic", "reno" or "bbr2" (any case). Returns FALSE with
  * FERRY_ERROR_INVALID listing the names otherwise. */
 gboolean ferry_quic_cc_parse(const char *name, FerryQuicCC *cc, GError **error);
 
