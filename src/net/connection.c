@@ -1595,9 +1595,6 @@ on_link_failed(FerryPeerLink *link, const GError *error, gpointer user_data)
   conn_fail(c, -(int)error->code, "%s", error->message);
 }
 
-/* One sealed ICE message (docs/protocol.md §7.1): "creds UFRAG PWD",
- * "cand a=candidate:…", "end". Unknown words are ignored, for later
- * versions. */
 /* A peer's words made safe to show: valid UTF-8, every control or format
  * character (C0, C1 such as CSI, bidi overrides) turned into a space. */
 static char *
@@ -1616,14 +1613,16 @@ printable_reason(const char *text, gsize len)
   return g_string_free(out, FALSE);
 }
 
+/* One sealed ICE message (docs/protocol.md §7.1): "creds UFRAG PWD",
+ * "cand a=candidate:…", "end", or "gave-up REASON" (the peer ended the
+ * attempt; its bounded, printable reason is shown). Unknown words are
+ * ignored, for later versions. */
 static void
 on_link_secret(FerryPeerLink *link, const char *text, gsize len, gpointer user_data)
 {
   FerryConnection *c = user_data;
 
   if (g_str_has_prefix(text, "gave-up ")) {
-    /* The peer's own words, shown to our user: valid UTF-8, no control
-     * characters, bounded. */
     char *why = printable_reason(text + 8, MIN(len - 8, (gsize)GAVE_UP_MAX));
     c->peer_gave_up = TRUE;
     conn_fail(c, ERR_FAILED, "the %s gave up: %s", c->sender ? "receiver" : "sender", why);

@@ -134,8 +134,7 @@ struct _FerryQuic {
   /* Keeping BBR's minimum RTT fresh (quic.c, rtt_keeper_holds()). */
   guint64 keeper_bw, keeper_bw_prev; /* bytes per second */
   ngtcp2_tstamp keeper_window_end, keeper_min_seen, keeper_drain_start, keeper_drain_end;
-  guint64 keeper_drains, cwnd_floor_hits;
-  gboolean cwnd_at_floor;
+  gboolean cwnd_at_floor; /* the window is at 4 packets or less (logged once each time) */
 };
 
 /* quic.c */

@@ -481,7 +481,6 @@ rtt_keeper_holds(FerryQuic *q, const ngtcp2_conn_stat *st, ngtcp2_tstamp ts)
             (double)(ts - q->keeper_min_seen) / NGTCP2_SECONDS);
     q->keeper_drain_start = ts;
     q->keeper_drain_end = ts + KEEPER_DRAIN_ROUNDS * st->min_rtt;
-    q->keeper_drains++;
   }
   if (ts >= q->keeper_drain_end) {
     g_debug("quic: draining brought no RTT sample at the minimum: trying again in 8 s");
@@ -503,12 +502,10 @@ hold_stream_data(FerryQuic *q, ngtcp2_tstamp ts)
 
   ngtcp2_conn_get_conn_stat(q->conn, &st);
   gboolean floor = q->hs_done && st.cwnd <= 4 * st.max_tx_udp_payload_size;
-  if (floor && !q->cwnd_at_floor) {
-    q->cwnd_floor_hits++;
+  if (floor && !q->cwnd_at_floor)
     g_debug("quic: the congestion window fell to %" G_GUINT64_FORMAT
             " bytes (ProbeRTT or persistent congestion)",
             (guint64)st.cwnd);
-  }
   q->cwnd_at_floor = floor;
   return rtt_keeper_holds(q, &st, ts);
 }
@@ -1592,8 +1589,6 @@ do_info(FerryQuic *q, gpointer data)
   info->stream_bytes_sent = q->stream_bytes_sent;
   info->stream_bytes_received = q->stream_bytes_received;
   info->packets_lost = q->lost_closed;
-  info->rtt_keeper_drains = q->keeper_drains;
-  info->cwnd_floor_hits = q->cwnd_floor_hits;
   info->gso = q->t->can_gso;
   if (q->conn == NULL)
     return;

@@ -155,10 +155,7 @@ typedef struct {
   guint64 datagrams_sent, datagrams_received; /* received: handed to ngtcp2 */
   guint64 send_calls;                         /* transport send() calls (one per GSO batch) */
   guint64 packets_lost;                       /* packets carrying stream data declared lost */
-  guint64 rtt_keeper_drains;                  /* queue drains the RTT keeper started */
-  guint64
-      cwnd_floor_hits; /* times the window fell to 4 packets or less (ProbeRTT, persistent loss) */
-  guint64 stream_bytes_sent; /* distinct application bytes handed to QUIC */
+  guint64 stream_bytes_sent;                  /* distinct application bytes handed to QUIC */
   guint64 stream_bytes_received;
   gboolean gso;
 } FerryQuicInfo;
